@@ -1,0 +1,1 @@
+"""The rule language, its loader with located diagnostics, and the pure engine."""

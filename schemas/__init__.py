@@ -1,0 +1,68 @@
+"""The contract: pydantic models of everything that crosses Kafka.
+
+Inputs (`UsageEvent`, `BillingEvent`, `NetworkQualityEvent`, `CustomerProfile`)
+ignore unknown fields so producers can add fields without breaking us; outputs
+(`CustomerNotice`, `InterventionTask`, `DeadLetter`) are frozen and strict.
+This package imports nothing else of Forewarn's.
+"""
+
+from schemas.deadletter import DeadLetter, PayloadEncoding
+from schemas.events import (
+    BillingEvent,
+    ChargeType,
+    InputEvent,
+    NetworkQualityEvent,
+    NetworkScope,
+    Service,
+    UsageEvent,
+)
+from schemas.outputs import (
+    SCHEMA_VERSION,
+    CustomerNotice,
+    InterventionTask,
+    Priority,
+    Queue,
+    Severity,
+    TargetType,
+    TaskAction,
+    TaskStatus,
+    TaskTarget,
+)
+from schemas.profile import (
+    Channel,
+    CustomerProfile,
+    Language,
+    Plan,
+    QuietHours,
+    Segment,
+    default_profile,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "BillingEvent",
+    "Channel",
+    "ChargeType",
+    "CustomerNotice",
+    "CustomerProfile",
+    "DeadLetter",
+    "InputEvent",
+    "InterventionTask",
+    "Language",
+    "NetworkQualityEvent",
+    "NetworkScope",
+    "PayloadEncoding",
+    "Plan",
+    "Priority",
+    "Queue",
+    "QuietHours",
+    "Segment",
+    "Service",
+    "Severity",
+    "TargetType",
+    "TaskAction",
+    "TaskStatus",
+    "TaskTarget",
+    "UsageEvent",
+    "default_profile",
+]

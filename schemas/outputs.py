@@ -1,0 +1,136 @@
+"""Outputs: what customers and operations teams receive.
+
+`CustomerNotice` (topic `customer-notices`, key subscriber_id) follows the
+TM Forum TMF681 Communication Message where the two overlap: `channel` is the
+message type, `message`/`title` the content and subject, `deliver_after` the
+scheduled send time. `InterventionTask` (topic `intervention-tasks`, key target
+id) follows TMF621 Trouble Ticket: `queue` is the assigned team, `priority`
+maps to ticket priority, `status` open/resolved to the ticket's lifecycle,
+`due_by` to the expected resolution date.
+
+`notice_id` and `task_id` are deterministic: the same detection always yields
+the same id, so consumers de-duplicate redeliveries (delivery is at least once).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from schemas.profile import Channel, Language
+
+SCHEMA_VERSION = "1"
+
+Facts = dict[str, Any]
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    MAJOR = "major"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.MAJOR: 2, Severity.CRITICAL: 3}
+
+
+class TaskStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class Queue(StrEnum):
+    NETWORK_OPS = "network-ops"
+    FIELD_REPAIR = "field-repair"
+    BILLING_RISK = "billing-risk"
+    FRAUD = "fraud"
+    CUSTOMER_CARE = "customer-care"
+    RETENTION = "retention"
+
+
+class TaskAction(StrEnum):
+    INVESTIGATE = "investigate"
+    DISPATCH_REPAIR = "dispatch_repair"
+    CALL_CUSTOMER = "call_customer"
+    SUSPEND_SERVICE = "suspend_service"
+    REVIEW_CHARGES = "review_charges"
+    COMPENSATE = "compensate"
+
+
+class Priority(StrEnum):
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+    P4 = "P4"
+
+
+class TargetType(StrEnum):
+    SUBSCRIBER = "subscriber"
+    CELL = "cell"
+    BROADBAND_LINE = "broadband_line"
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskTarget(_Output):
+    type: TargetType
+    id: Annotated[str, Field(min_length=1)]
+
+
+class CustomerNotice(_Output):
+    notice_id: str
+    correlation_id: str = Field(description="Shared with the task of the same detection.")
+    subscriber_id: str
+    rule_id: str
+    tier: str = Field(description="Tier name, or `<tier>:resolved` for a restoration notice.")
+    severity: Severity
+    category: str
+    channel: Channel
+    language: Language
+    title: str
+    message: str
+    facts: Facts = Field(description="Observed values, thresholds and baseline behind it.")
+    suggested_action: str | None = None
+    event_time: AwareDatetime = Field(description="Time of the triggering event.")
+    created_at: AwareDatetime
+    deliver_after: AwareDatetime | None = Field(
+        default=None, description="Not before this time (quiet hours)."
+    )
+    source_event_ids: tuple[str, ...]
+    rule_version: str
+    schema_version: str = SCHEMA_VERSION
+
+
+class InterventionTask(_Output):
+    task_id: str
+    correlation_id: str
+    rule_id: str
+    tier: str
+    status: TaskStatus
+    queue: Queue
+    action: TaskAction
+    priority: Priority
+    target: TaskTarget
+    due_by: AwareDatetime | None
+    summary: str
+    facts: Facts
+    event_time: AwareDatetime
+    created_at: AwareDatetime
+    source_event_ids: tuple[str, ...]
+    affected_subscribers: tuple[str, ...] | None = None
+    rule_version: str
+    schema_version: str = SCHEMA_VERSION
+
+
+def utc_iso(value: datetime) -> str:
+    """RFC 3339 text used for ids and JSON: stable across producers' offsets."""
+    return value.isoformat()

@@ -1,0 +1,91 @@
+"""Topic administration: create the input and output topics with the right
+partition counts and configs, and verify co-partitioning.
+
+All subscriber-keyed topics share `Settings.partitions` so that one worker
+owns a subscriber's usage, billing and profile partitions together.
+`customer-profiles` is compacted: the latest profile per subscriber is kept
+forever and a null value deletes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from stream.connection import kafka_python_config
+from stream.settings import Settings
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Every topic Forewarn reads or writes, as it should exist."""
+    n = settings.partitions
+    compacted = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}
+    specs = [TopicSpec(settings.topic("customer_profiles"), n, compacted)]
+    for logical in (
+        "usage_events",
+        "billing_events",
+        "network_quality_events",
+        "customer_notices",
+        "intervention_tasks",
+        "dead_letters",
+    ):
+        specs.append(TopicSpec(settings.topic(logical), n, {}))
+    return specs
+
+
+def create_topics(settings: Settings) -> list[str]:
+    """Create missing topics; returns one line per topic saying what happened."""
+    admin = KafkaAdminClient(**kafka_python_config(settings), client_id="forewarn-admin")
+    report: list[str] = []
+    try:
+        existing = set(admin.list_topics())
+        for spec in topic_specs(settings):
+            if spec.name in existing:
+                report.append(f"exists   {spec.name}")
+                continue
+            try:
+                admin.create_topics(
+                    [
+                        NewTopic(
+                            spec.name,
+                            spec.partitions,
+                            settings.replication_factor,
+                            topic_configs=spec.config,
+                        )
+                    ]
+                )
+                report.append(f"created  {spec.name} partitions={spec.partitions}")
+            except TopicAlreadyExistsError:
+                report.append(f"exists   {spec.name}")
+        report.extend(co_partitioning_problems(settings, admin))
+    finally:
+        admin.close()
+    return report
+
+
+def partition_counts(settings: Settings, admin: KafkaAdminClient) -> dict[str, int]:
+    names = list(settings.input_topics)
+    counts: dict[str, int] = {}
+    for meta in admin.describe_topics(names):
+        if not meta.get("error_code") and meta.get("partitions"):
+            counts[meta.get("name") or meta["topic"]] = len(meta["partitions"])
+    return counts
+
+
+def co_partitioning_problems(settings: Settings, admin: KafkaAdminClient) -> list[str]:
+    """Describe any subscriber-keyed input topic whose partition count differs."""
+    counts = partition_counts(settings, admin)
+    if len(set(counts.values())) <= 1:
+        return []
+    detail = ", ".join(f"{name}={count}" for name, count in sorted(counts.items()))
+    return [f"error: subscriber-keyed topics must have equal partition counts: {detail}"]

@@ -1,0 +1,109 @@
+"""Feeding and watching topics from the command line: `forewarn produce`
+sends replay-format JSONL (`{"topic", "key", "value"}`) to the broker and
+`forewarn tail` prints what arrives on the output topics."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, TextIO
+
+from kafka import KafkaConsumer, KafkaProducer
+
+from stream.connection import kafka_python_config
+from stream.settings import Settings, TopicNames
+
+
+def physical_topic(settings: Settings, logical: str) -> str:
+    """Map a contract topic name (`usage-events`) to its configured name."""
+    for field, default in TopicNames().model_dump().items():
+        if logical in (default, field):
+            return settings.topic(field)
+    raise ValueError(
+        f"unknown topic {logical!r}; expected one of {sorted(TopicNames().model_dump().values())}"
+    )
+
+
+def encode_value(value: Any) -> bytes | None:
+    """Values are JSON objects; a string is sent as-is (to feed malformed
+    input on purpose), null is a tombstone."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def read_lines(lines: Iterable[str]) -> Iterator[tuple[str, bytes | None, bytes | None]]:
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            key = item.get("key")
+            yield (
+                item["topic"],
+                key.encode("utf-8") if key is not None else None,
+                encode_value(item.get("value")),
+            )
+        except (ValueError, KeyError, AttributeError) as exc:
+            raise ValueError(f"line {number}: not a {{topic, key, value}} object: {exc}") from exc
+
+
+def produce(settings: Settings, lines: Iterable[str], rate: float | None = None) -> int:
+    producer = KafkaProducer(**kafka_python_config(settings), linger_ms=5, acks="all")
+    sent = 0
+    try:
+        for logical, key, value in read_lines(lines):
+            producer.send(physical_topic(settings, logical), key=key, value=value)
+            sent += 1
+            if rate:
+                time.sleep(1.0 / rate)
+        producer.flush()
+    finally:
+        producer.close()
+    return sent
+
+
+def tail(settings: Settings, out: TextIO = sys.stdout, max_seconds: float | None = None) -> int:
+    topics = [settings.topic(t) for t in ("customer_notices", "intervention_tasks", "dead_letters")]
+    consumer = KafkaConsumer(
+        *topics,
+        **kafka_python_config(settings),
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+        group_id=None,
+        consumer_timeout_ms=500,
+    )
+    seen = 0
+    deadline = time.monotonic() + max_seconds if max_seconds else None
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            for msg in consumer:
+                out.write(format_output(msg.topic, msg.value))
+                out.flush()
+                seen += 1
+    finally:
+        consumer.close()
+    return seen
+
+
+def format_output(topic: str, value: bytes | None) -> str:
+    try:
+        doc = json.loads(value or b"null")
+    except ValueError:
+        return f"{topic}: (undecodable)\n"
+    if "notice_id" in doc:
+        return (
+            f"NOTICE {doc['rule_id']}/{doc['tier']} [{doc['severity']}] -> "
+            f"{doc['subscriber_id']} via {doc['channel']}: {doc['message']}\n"
+        )
+    if "task_id" in doc:
+        return (
+            f"TASK   {doc['rule_id']}/{doc['tier']} {doc['status']} {doc['queue']}/"
+            f"{doc['action']} {doc['priority']} {doc['target']['type']}="
+            f"{doc['target']['id']}: {doc['summary']}\n"
+        )
+    return f"DEAD   {doc.get('error_type')}: {doc.get('error_message', '')[:160]}\n"

@@ -1,0 +1,115 @@
+"""Settings: one frozen model read from the environment (prefix `FOREWARN_`,
+nested fields with `__`) and an optional `.env` file. Nothing else in Forewarn
+reads `os.environ`.
+
+Examples: `FOREWARN_KAFKA_BOOTSTRAP=broker1:9093,broker2:9093`,
+`FOREWARN_KAFKA_SECURITY_PROTOCOL=SASL_SSL`, `FOREWARN_TOPICS__USAGE_EVENTS=usage`,
+`FOREWARN_RULE_PATHS='["/etc/forewarn/rules"]'`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules" / "default"
+
+
+class SecurityProtocol(StrEnum):
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class SaslMechanism(StrEnum):
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+
+
+class KafkaSettings(BaseModel):
+    """How to reach the cluster, including SASL/SSL for secured clusters."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bootstrap: str = "127.0.0.1:39092"
+    security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
+    sasl_mechanism: SaslMechanism = SaslMechanism.SCRAM_SHA_512
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_check_hostname: bool = True
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return [host.strip() for host in self.bootstrap.split(",") if host.strip()]
+
+
+class TopicNames(BaseModel):
+    """Logical topic names before `topic_prefix` is applied."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    usage_events: str = "usage-events"
+    billing_events: str = "billing-events"
+    network_quality_events: str = "network-quality-events"
+    customer_profiles: str = "customer-profiles"
+    customer_notices: str = "customer-notices"
+    intervention_tasks: str = "intervention-tasks"
+    dead_letters: str = "dead-letters"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FOREWARN_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        frozen=True,
+        extra="forbid",
+    )
+
+    app_id: str = Field(default="forewarn", description="Consumer group and table prefix.")
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicNames = TopicNames()
+    topic_prefix: str = Field(default="", description="Prepended to every topic name.")
+    partitions: Annotated[int, Field(ge=1, le=1024)] = 6
+    replication_factor: Annotated[int, Field(ge=1, le=16)] = 1
+    rule_paths: tuple[Path, ...] = (DEFAULT_RULES_DIR,)
+    state_dir: Path = Path("var/state")
+    web_host: str = "127.0.0.1"
+    web_port: Annotated[int, Field(ge=1, le=65535)] = 6066
+    metrics_host: str = "127.0.0.1"
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9477
+    log_level: str = "INFO"
+    log_format: str = Field(default="json", pattern="^(json|text)$")
+
+    def topic(self, logical: str) -> str:
+        """The physical name of a logical topic (a `TopicNames` field)."""
+        name: str = getattr(self.topics, logical)
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def input_topics(self) -> tuple[str, ...]:
+        return tuple(
+            self.topic(t)
+            for t in (
+                "usage_events",
+                "billing_events",
+                "network_quality_events",
+                "customer_profiles",
+            )
+        )
+
+    @property
+    def output_topics(self) -> tuple[str, ...]:
+        return tuple(
+            self.topic(t) for t in ("customer_notices", "intervention_tasks", "dead_letters")
+        )
