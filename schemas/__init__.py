@@ -16,6 +16,7 @@ from schemas.events import (
     Service,
     UsageEvent,
 )
+from schemas.intents import NoticeIntent
 from schemas.outputs import (
     SCHEMA_VERSION,
     CustomerNotice,
@@ -51,6 +52,7 @@ __all__ = [
     "Language",
     "NetworkQualityEvent",
     "NetworkScope",
+    "NoticeIntent",
     "PayloadEncoding",
     "Plan",
     "Priority",

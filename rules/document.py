@@ -1,0 +1,168 @@
+"""Strict YAML for rule files: plain data with the position of every value.
+
+PyYAML follows YAML 1.1, where `NO` is false, `1:30` is 90 and a duplicate key
+silently wins. Rule authors should never get those surprises, so we compose
+the node tree ourselves and resolve scalars strictly: `true`/`false`, `null`,
+decimal numbers and strings only; YAML 1.1 booleans, base-60 numbers, anchors
+with merge keys and duplicate keys are diagnostics.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+Path = tuple[str | int, ...]
+
+_INT = re.compile(r"^[-+]?(0|[1-9][0-9_]*)$")
+_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+_YAML11_BOOL = re.compile(
+    r"^(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF|True|TRUE|False|FALSE)$"
+)
+_SEXAGESIMAL = re.compile(r"^[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?$")
+_OCTAL_HEX = re.compile(r"^[-+]?0([0-7_]+|x[0-9a-fA-F_]+|o[0-7_]+|b[01_]+)$")
+
+
+@dataclass(frozen=True)
+class Mark:
+    line: int  # 1-based
+    column: int  # 1-based
+
+
+@dataclass
+class Document:
+    """A parsed file: its data, where each path starts, and the problems."""
+
+    data: Any
+    marks: dict[Path, Mark] = field(default_factory=dict)
+    problems: list[tuple[Mark, Path, str]] = field(default_factory=list)
+    plain_scalars: set[Path] = field(default_factory=set)
+    value_marks: dict[Path, Mark] = field(default_factory=dict)
+
+    def mark(self, path: Path) -> Mark:
+        """The closest known position for a path (walks up to a parent)."""
+        while path not in self.marks and path:
+            path = path[:-1]
+        return self.marks.get(path, Mark(1, 1))
+
+
+def _mark(node: yaml.Node) -> Mark:
+    return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _scalar(node: yaml.ScalarNode, doc: Document, path: Path) -> Any:
+    value = node.value
+    if node.style is not None and node.style != "":  # quoted or block: a string
+        return value
+    if node.tag not in (
+        "tag:yaml.org,2002:str",
+        "tag:yaml.org,2002:int",
+        "tag:yaml.org,2002:float",
+        "tag:yaml.org,2002:bool",
+        "tag:yaml.org,2002:null",
+        "tag:yaml.org,2002:timestamp",
+    ):
+        doc.problems.append((_mark(node), path, f"YAML tag {node.tag!r} is not allowed"))
+        return value
+    doc.plain_scalars.add(path)
+    if value in ("", "~", "null"):
+        return None
+    if value in ("true", "false"):
+        return value == "true"
+    if _YAML11_BOOL.match(value):
+        doc.problems.append(
+            (
+                _mark(node),
+                path,
+                f"{value!r} is ambiguous (YAML 1.1 reads it as a boolean); "
+                "write true/false, or quote it for a string",
+            )
+        )
+        return value
+    if _SEXAGESIMAL.match(value):
+        doc.problems.append(
+            (
+                _mark(node),
+                path,
+                f"{value!r} is ambiguous (YAML 1.1 reads it as a base-60 "
+                "number); quote it, e.g. '22:00', or use a duration like '90m'",
+            )
+        )
+        return value
+    if _OCTAL_HEX.match(value):
+        doc.problems.append(
+            (
+                _mark(node),
+                path,
+                f"{value!r} is ambiguous (octal/hex/binary); write a decimal number or quote it",
+            )
+        )
+        return value
+    if _INT.match(value):
+        return int(value.replace("_", ""))
+    if _FLOAT.match(value):
+        return float(value)
+    if value.lower() in (".nan", ".inf", "-.inf", "+.inf"):
+        doc.problems.append((_mark(node), path, f"{value!r}: infinities and NaN are not allowed"))
+        return value
+    return value
+
+
+def _build(node: yaml.Node, doc: Document, path: Path) -> Any:
+    doc.marks[path] = doc.value_marks[path] = _mark(node)
+    if isinstance(node, yaml.ScalarNode):
+        return _scalar(node, doc, path)
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(child, doc, (*path, i)) for i, child in enumerate(node.value)]
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                doc.problems.append((_mark(key_node), path, "mapping keys must be plain strings"))
+                continue
+            key = key_node.value
+            if key == "<<":
+                doc.problems.append(
+                    (
+                        _mark(key_node),
+                        path,
+                        "merge keys ('<<') are not supported; write the fields out",
+                    )
+                )
+                continue
+            if key in out:
+                first = doc.marks.get((*path, key))
+                where = f" (first at line {first.line})" if first else ""
+                doc.problems.append(
+                    (_mark(key_node), (*path, key), f"duplicate key {key!r}{where}")
+                )
+                continue
+            doc.marks[(*path, key)] = _mark(key_node)
+            out[key] = _build(value_node, doc, (*path, key))
+            doc.marks[(*path, key)] = _mark(key_node)
+        return out
+    raise TypeError(f"unexpected YAML node {node!r}")  # pragma: no cover
+
+
+def parse_document(text: str) -> Document:
+    """Parse one YAML document strictly. Syntax errors become a problem at the
+    position the YAML parser reports, with `data` set to None."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        pos = Mark(mark.line + 1, mark.column + 1) if mark else Mark(1, 1)
+        doc = Document(data=None)
+        doc.problems.append((pos, (), f"YAML syntax error: {exc.problem or exc}"))
+        return doc
+    except yaml.YAMLError as exc:
+        doc = Document(data=None)
+        doc.problems.append((Mark(1, 1), (), f"YAML error: {exc}"))
+        return doc
+    doc = Document(data=None)
+    if node is not None:
+        doc.data = _build(node, doc, ())
+    return doc

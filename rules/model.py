@@ -1,0 +1,224 @@
+"""The rule language as frozen, strict pydantic models (`extra="forbid"`): a
+rule file is `{rules: [RuleSpec, ...]}`. See docs/rules.md for the guide.
+
+A rule reads one source topic, keeps per-key state (subscriber, cell or
+line), computes named measures (per event, or aggregated over an event-time
+window), optionally a baseline from the key's own history and a change
+detector, and walks ordered tiers from mild to severe. The highest tier whose
+condition holds (for long enough) fires, subject to its de-duplication scope.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
+
+from rules.durations import Duration, parse_duration
+from schemas import Priority, Queue, Severity, TaskAction
+
+KEBAB = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+IDENT = r"^[a-z_][a-z0-9_]*$"
+Kebab = Annotated[str, Field(pattern=KEBAB, max_length=64)]
+Ident = Annotated[str, Field(pattern=IDENT, max_length=64)]
+ExprText = Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+# Strict models, but enums are read from their YAML string values.
+Lax = Strict(False)
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+
+
+class Source(StrEnum):
+    USAGE = "usage"
+    BILLING = "billing"
+    NETWORK_QUALITY = "network_quality"
+
+
+class KeyField(StrEnum):
+    SUBSCRIBER_ID = "subscriber_id"
+    CELL_ID = "cell_id"
+    LINE_ID = "line_id"
+
+
+class Aggregate(StrEnum):
+    SUM = "sum"
+    COUNT = "count"
+    AVG = "avg"
+    MIN = "min"
+    MAX = "max"
+
+
+class WindowSpec(_Spec):
+    """`sliding`: evaluated at every event over the last `size` of event time.
+    `tumbling`: fixed, aligned windows, evaluated once when a window closes
+    (the first event of a later window closes it)."""
+
+    type: Literal["sliding", "tumbling"]
+    size: Duration
+
+
+class MeasureSpec(_Spec):
+    """`name: "expression"` is short for `name: {expr: "expression"}`."""
+
+    expr: ExprText
+    aggregate: Annotated[Aggregate, Lax] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: object) -> object:
+        return {"expr": data} if isinstance(data, str) else data
+
+
+class BaselineSpec(_Spec):
+    """The key's own history: the average of `of` per `per` over the
+    `lookback` before the current day; null until `min_history` of history."""
+
+    of: ExprText
+    per: Duration = "1h"
+    lookback: Duration = "30d"
+    min_history: Duration = "7d"
+
+
+class ChangeSpec(_Spec):
+    """Tracks `of` across events: `previous`, `current` and `changed` become
+    names usable in conditions."""
+
+    of: ExprText
+
+
+class DedupScope(StrEnum):
+    CYCLE = "cycle"
+    EPISODE = "episode"
+    COOLDOWN = "cooldown"
+
+
+class DedupSpec(_Spec):
+    """`cycle`: once per billing cycle (usage `cycle_id`, else the calendar
+    month); `episode`: once until the rule clears; `cooldown`: at most once per
+    `cooldown`. `by` keeps separate memories per value (e.g. per country)."""
+
+    scope: Annotated[DedupScope, Lax]
+    cooldown: Duration | None = None
+    by: ExprText | None = None
+
+    @model_validator(mode="after")
+    def _cooldown_needs_duration(self) -> Self:
+        if self.scope is DedupScope.COOLDOWN and self.cooldown is None:
+            raise ValueError("scope 'cooldown' needs a 'cooldown' duration, e.g. '24h'")
+        if self.scope is not DedupScope.COOLDOWN and self.cooldown is not None:
+            raise ValueError(
+                f"'cooldown' only applies to scope 'cooldown', not {self.scope.value!r}"
+            )
+        return self
+
+
+class Text(_Spec):
+    """A template in every language we send."""
+
+    en: Annotated[str, Field(min_length=1)]
+    zh_cn: Annotated[str, Field(min_length=1, alias="zh-CN")]
+
+
+class Audience(StrEnum):
+    SUBSCRIBER = "subscriber"  # the subscriber_id of the event (or of the line)
+    HOME_CELL = "home_cell"  # every subscriber whose home_cell_id is the event's cell
+
+
+class ResolvedNoticeSpec(_Spec):
+    title: Text
+    message: Text
+
+
+class NoticeSpec(_Spec):
+    audience: Annotated[Audience, Lax] = Audience.SUBSCRIBER
+    title: Text
+    message: Text
+    message_simple: Text | None = Field(
+        default=None, description="Simpler wording for elderly customers (voice calls)."
+    )
+    suggested_action: Text | None = None
+    resolved: ResolvedNoticeSpec | None = Field(
+        default=None, description="Sent to the same audience when the episode clears."
+    )
+
+
+class TaskSpec(_Spec):
+    queue: Annotated[Queue, Lax]
+    action: Annotated[TaskAction, Lax]
+    priority: Annotated[Priority, Lax]
+    due_in: Duration | None = None
+    summary: Annotated[str, Field(min_length=1)]
+    resolve: bool = Field(default=True, description="Send a `resolved` update on clear.")
+
+
+def _persistence(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(
+            "'for' is a count of consecutive evaluations (e.g. 3) or a duration (e.g. '24h')"
+        )
+    if isinstance(value, int) and not 1 <= value <= 1000:
+        raise ValueError("a count in 'for' must be between 1 and 1000")
+    if isinstance(value, str):
+        parse_duration(value)
+    return value
+
+
+Persistence = Annotated[int | str, BeforeValidator(_persistence)]
+
+
+class TierSpec(_Spec):
+    name: Kebab
+    when: ExprText
+    for_: Persistence = Field(default=1, alias="for")
+    severity: Annotated[Severity, Lax]
+    dedup: DedupSpec
+    notice: NoticeSpec | None = None
+    task: TaskSpec | None = None
+
+    @model_validator(mode="after")
+    def _emits_something(self) -> Self:
+        if self.notice is None and self.task is None:
+            raise ValueError("a tier must emit a 'notice', a 'task', or both")
+        return self
+
+
+class ClearSpec(_Spec):
+    when: ExprText
+    for_: Persistence = Field(default=1, alias="for")
+
+
+class RuleSpec(_Spec):
+    id: Kebab
+    description: Annotated[str, Field(min_length=1)]
+    enabled: bool = True
+    source: Annotated[Source, Lax]
+    key: Annotated[KeyField, Lax] = KeyField.SUBSCRIBER_ID
+    filter: ExprText | None = None
+    category: Ident
+    window: WindowSpec | None = None
+    measures: dict[Ident, MeasureSpec] = Field(min_length=1)
+    baseline: BaselineSpec | None = None
+    change: ChangeSpec | None = None
+    tiers: list[TierSpec] = Field(min_length=1, max_length=16)
+    clear: ClearSpec | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.source is not Source.NETWORK_QUALITY and self.key is not KeyField.SUBSCRIBER_ID:
+            raise ValueError(f"source {self.source.value!r} is keyed by subscriber_id")
+        if self.source is Source.NETWORK_QUALITY and self.key is KeyField.SUBSCRIBER_ID:
+            raise ValueError("network_quality rules are keyed by 'cell_id' or 'line_id'")
+        names = [t.name for t in self.tiers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"tier names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
+class RuleFile(_Spec):
+    rules: list[RuleSpec]

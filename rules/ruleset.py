@@ -1,0 +1,351 @@
+"""A loaded, compiled rule set: expressions parsed into evaluators, durations
+in seconds, names checked against what each source provides. The engine runs
+`RuleSet`s; only the loader builds them (via `compile_rule`)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rules.durations import parse_duration
+from rules.expr import Expression, ExpressionError, parse_expression, simple_threshold
+from rules.model import (
+    Aggregate,
+    DedupScope,
+    KeyField,
+    NoticeSpec,
+    RuleSpec,
+    Source,
+    TaskSpec,
+)
+from rules.templates import TemplateError, check_template
+from schemas import BillingEvent, NetworkQualityEvent, Severity, UsageEvent
+
+EVENT_FIELDS: dict[Source, frozenset[str]] = {
+    Source.USAGE: frozenset(UsageEvent.model_fields),
+    Source.BILLING: frozenset(BillingEvent.model_fields),
+    Source.NETWORK_QUALITY: frozenset(NetworkQualityEvent.model_fields),
+}
+PROFILE_NAMES = frozenset(
+    {
+        "profile.segment",
+        "profile.language",
+        "profile.preferred_channel",
+        "profile.timezone",
+        "profile.prepaid",
+        "profile.home_cell_id",
+        "profile.broadband_line_id",
+        "profile.plan.data_quota_mb",
+        "profile.plan.voice_quota_min",
+        "profile.plan.sms_quota",
+    }
+)
+DERIVED: dict[Source, frozenset[str]] = {
+    Source.USAGE: frozenset({"quota", "cycle"}),
+    Source.BILLING: frozenset({"cycle"}),
+    Source.NETWORK_QUALITY: frozenset({"cycle"}),
+}
+DETECTION_NAMES = frozenset({"rule_id", "tier", "key"})
+
+
+@dataclass(frozen=True)
+class Persist:
+    """How long a condition must hold: `count` consecutive evaluations, or
+    `seconds` of event time since it first held."""
+
+    count: int = 1
+    seconds: float | None = None
+
+    @classmethod
+    def of(cls, value: int | str) -> Persist:
+        if isinstance(value, int):
+            return cls(count=value)
+        return cls(count=1, seconds=parse_duration(value))
+
+
+@dataclass(frozen=True)
+class Measure:
+    name: str
+    expr: Expression
+    aggregate: Aggregate | None
+
+
+@dataclass(frozen=True)
+class Baseline:
+    of: Expression
+    per_s: float
+    lookback_s: float
+    min_history_s: float
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    index: int
+    when: Expression
+    persist: Persist
+    severity: Severity
+    scope: DedupScope
+    cooldown_s: float | None
+    dedup_by: Expression | None
+    notice: NoticeSpec | None
+    task: TaskSpec | None
+    due_in_s: float | None
+
+
+@dataclass(frozen=True)
+class Clear:
+    when: Expression
+    persist: Persist
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    version: str
+    spec: RuleSpec
+    source: Source
+    key: KeyField
+    filter: Expression | None
+    window: tuple[str, float] | None
+    measures: tuple[Measure, ...]
+    baseline: Baseline | None
+    change: Expression | None
+    tiers: tuple[Tier, ...]
+    clear: Clear | None
+    state_shape: str  # digest of what the rule's state means; a change resets it
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    rules: tuple[Rule, ...]
+    origins: dict[str, str] = field(default_factory=dict)  # rule id -> file
+
+    def for_source(self, source: Source) -> tuple[Rule, ...]:
+        return tuple(r for r in self.rules if r.source is source and r.spec.enabled)
+
+    @property
+    def version(self) -> str:
+        digest = hashlib.sha256("|".join(f"{r.id}@{r.version}" for r in self.rules).encode())
+        return digest.hexdigest()[:12]
+
+    def rule(self, rule_id: str) -> Rule | None:
+        return next((r for r in self.rules if r.id == rule_id), None)
+
+
+# Report(path, column offset within the value or None, message)
+Report = Callable[[tuple[str | int, ...], int | None, str], None]
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+class _Compiler:
+    def __init__(self, spec: RuleSpec, report: Report) -> None:
+        self.spec = spec
+        self.report = report
+        src = spec.source
+        self.event_names = EVENT_FIELDS[src] | DERIVED[src] | PROFILE_NAMES
+        self.measure_names = frozenset(spec.measures)
+        extra: set[str] = set()
+        if spec.baseline:
+            extra |= {"baseline", "history_days"}
+        if spec.change:
+            extra |= {"previous", "current", "changed"}
+        self.condition_names = self.event_names | self.measure_names | extra
+        facts = set(self.measure_names) | {"condition", "cycle"} | DETECTION_NAMES
+        if spec.baseline:
+            facts |= {"baseline", "history_days"}
+        if spec.change:
+            facts |= {"previous", "current"}
+        if src is Source.USAGE:
+            facts |= {"quota", "cycle_used"}
+        if spec.window:
+            facts |= {"window_start"} | (
+                {"window_end"} if spec.window.type == "tumbling" else set()
+            )
+        self.fact_names = facts
+
+    def expr(
+        self, path: tuple[str | int, ...], text: str, known: frozenset[str]
+    ) -> Expression | None:
+        try:
+            parsed = parse_expression(text)
+        except ExpressionError as exc:
+            self.report(path, exc.column, exc.message)
+            return None
+        for name, column in parsed.unknown_names(known.__contains__):
+            self.report(path, column, f"unknown name {name!r}; " + _suggest(name, known))
+        return parsed
+
+    def template(self, path: tuple[str | int, ...], source: str) -> None:
+        try:
+            check_template(source, self.fact_names)
+        except TemplateError as exc:
+            self.report(path, None, exc.message)
+
+    def texts(self, path: tuple[str | int, ...], notice: NoticeSpec) -> None:
+        parts = {
+            "title": notice.title,
+            "message": notice.message,
+            "message_simple": notice.message_simple,
+            "suggested_action": notice.suggested_action,
+        }
+        if notice.resolved:
+            parts["resolved.title"] = notice.resolved.title
+            parts["resolved.message"] = notice.resolved.message
+        for name, text in parts.items():
+            if text is None:
+                continue
+            for lang, source in (("en", text.en), ("zh-CN", text.zh_cn)):
+                self.template((*path, *name.split("."), lang), source)
+
+
+def _suggest(name: str, known: frozenset[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f"did you mean {close[0]!r}?" if close else f"known names: {', '.join(sorted(known))}"
+
+
+def compile_rule(spec: RuleSpec, report: Report) -> Rule | None:
+    """Compile a validated spec; every problem goes to `report`. Returns None
+    when anything was reported."""
+    problems: list[str] = []
+
+    def note(path: tuple[str | int, ...], column: int | None, message: str) -> None:
+        problems.append(message)
+        report(path, column, message)
+
+    c = _Compiler(spec, note)
+    event_known = c.event_names
+    flt = c.expr(("filter",), spec.filter, event_known) if spec.filter else None
+    measures = []
+    for name, m in spec.measures.items():
+        if spec.window is None and m.aggregate is not None:
+            note(
+                ("measures", name, "aggregate"),
+                None,
+                "'aggregate' needs a rule 'window'; remove it or add a window",
+            )
+        if spec.window is not None and m.aggregate is None:
+            note(
+                ("measures", name),
+                None,
+                "rules with a window aggregate every measure; add 'aggregate: sum|count|avg|min|max'",
+            )
+        expr = c.expr(("measures", name, "expr"), m.expr, event_known)
+        if expr:
+            measures.append(Measure(name, expr, m.aggregate))
+    baseline = None
+    if spec.baseline:
+        of = c.expr(("baseline", "of"), spec.baseline.of, event_known)
+        if of:
+            b = spec.baseline
+            baseline = Baseline(
+                of, parse_duration(b.per), parse_duration(b.lookback), parse_duration(b.min_history)
+            )
+            if baseline.min_history_s > baseline.lookback_s:
+                note(("baseline", "min_history"), None, "min_history cannot exceed lookback")
+    change = c.expr(("change", "of"), spec.change.of, event_known) if spec.change else None
+    tiers = []
+    for i, t in enumerate(spec.tiers):
+        when = c.expr(("tiers", i, "when"), t.when, c.condition_names)
+        by = (
+            c.expr(("tiers", i, "dedup", "by"), t.dedup.by, c.condition_names)
+            if t.dedup.by
+            else None
+        )
+        if t.notice:
+            c.texts(("tiers", i, "notice"), t.notice)
+            if t.notice.audience.value == "home_cell" and spec.key is not KeyField.CELL_ID:
+                note(
+                    ("tiers", i, "notice", "audience"),
+                    None,
+                    "audience 'home_cell' needs a rule keyed by cell_id",
+                )
+        if t.task:
+            c.template(("tiers", i, "task", "summary"), t.task.summary)
+        if t.dedup.scope is DedupScope.EPISODE and spec.clear is None:
+            pass  # without 'clear', an episode ends when no tier condition holds
+        if when:
+            tiers.append(
+                Tier(
+                    name=t.name,
+                    index=i,
+                    when=when,
+                    persist=Persist.of(t.for_),
+                    severity=t.severity,
+                    scope=t.dedup.scope,
+                    cooldown_s=parse_duration(t.dedup.cooldown) if t.dedup.cooldown else None,
+                    dedup_by=by,
+                    notice=t.notice,
+                    task=t.task,
+                    due_in_s=parse_duration(t.task.due_in) if t.task and t.task.due_in else None,
+                )
+            )
+    _check_tier_order(spec, note)
+    clear = None
+    if spec.clear:
+        cw = c.expr(("clear", "when"), spec.clear.when, c.condition_names)
+        if cw:
+            clear = Clear(cw, Persist.of(spec.clear.for_))
+    if problems:
+        return None
+    shape = _digest(
+        "|".join(
+            [
+                spec.source.value,
+                spec.key.value,
+                spec.window.model_dump_json() if spec.window else "",
+                ";".join(f"{n}={m.model_dump_json()}" for n, m in spec.measures.items()),
+                spec.baseline.model_dump_json() if spec.baseline else "",
+                spec.change.model_dump_json() if spec.change else "",
+                ",".join(t.name for t in spec.tiers),
+            ]
+        )
+    )
+    return Rule(
+        id=spec.id,
+        version=_digest(spec.model_dump_json(by_alias=True)),
+        spec=spec,
+        source=spec.source,
+        key=spec.key,
+        filter=flt,
+        window=(spec.window.type, parse_duration(spec.window.size)) if spec.window else None,
+        measures=tuple(measures),
+        baseline=baseline,
+        change=change,
+        tiers=tuple(tiers),
+        clear=clear,
+        state_shape=shape,
+    )
+
+
+def _check_tier_order(spec: RuleSpec, note: Report) -> None:
+    """Tiers go from mild to severe: severities never decrease, and simple
+    thresholds on the same measure move in the direction of the comparison."""
+    ranks = [t.severity.rank for t in spec.tiers]
+    for i in range(1, len(ranks)):
+        if ranks[i] < ranks[i - 1]:
+            note(
+                ("tiers", i, "severity"),
+                None,
+                f"tiers must be ordered from mild to severe: {spec.tiers[i].severity.value!r} "
+                f"after {spec.tiers[i - 1].severity.value!r}",
+            )
+    simple = [simple_threshold(t.when) for t in spec.tiers]
+    for i in range(1, len(simple)):
+        prev, cur = simple[i - 1], simple[i]
+        if not prev or not cur or prev[0] != cur[0] or prev[1][0] != cur[1][0]:
+            continue
+        rising = cur[1].startswith(">")
+        if (rising and cur[2] < prev[2]) or (not rising and cur[2] > prev[2]):
+            note(
+                ("tiers", i, "when"),
+                None,
+                f"tiers out of order: {cur[0]} {cur[1]} {cur[2]:g} is milder than the previous "
+                f"tier's {prev[0]} {prev[1]} {prev[2]:g}; list tiers from mild to severe",
+            )

@@ -1,0 +1,33 @@
+"""Notice intents: a detection's request to notify a subscriber, before the
+subscriber's notice policy (channel, language, quiet hours, fatigue cap,
+opt-out) turns it into a `CustomerNotice` or suppresses it.
+
+Intents cross Kafka on an internal subscriber-keyed topic when the detecting
+key is not the subscriber (a cell or a broadband line), so that every notice
+goes through its subscriber's policy and state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from schemas.outputs import Severity
+
+
+class NoticeIntent(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    detection_id: str
+    subscriber_id: str | None  # None: fan out to every subscriber of `cell_id`
+    cell_id: str | None = None
+    rule_id: str
+    rule_version: str
+    tier: str
+    severity: Severity
+    category: str
+    resolved: bool = False
+    facts: dict[str, Any]
+    event_time: AwareDatetime
+    source_event_ids: tuple[str, ...]

@@ -1,0 +1,270 @@
+"""The default ruleset end to end through the pure engine and notice policy
+(no broker): each rule's tiers, re-arming, clearing, fan-out and the policy."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from rules.engine import evaluate
+from rules.loader import load_rule_set
+from rules.session import Session
+from schemas import (
+    BillingEvent,
+    CustomerNotice,
+    CustomerProfile,
+    InterventionTask,
+    NetworkQualityEvent,
+    UsageEvent,
+)
+from stream.settings import DEFAULT_RULES_DIR
+
+CST = timezone(timedelta(hours=8))
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=CST)
+RULES = load_rule_set([DEFAULT_RULES_DIR]).rule_set
+assert RULES is not None
+
+
+def profile(sid: str = "s1", **kw: Any) -> CustomerProfile:
+    return CustomerProfile.model_validate_json(json.dumps({"subscriber_id": sid, **kw}))
+
+
+def usage(
+    i: int,
+    used: float | None,
+    *,
+    minutes: float = 0,
+    cycle: str = "2026-11",
+    country: str | None = None,
+    volume: float = 10,
+) -> UsageEvent:
+    return UsageEvent.model_validate_json(
+        json.dumps(
+            {
+                "event_id": f"u{i}",
+                "subscriber_id": "s1",
+                "service": "data",
+                "volume": volume,
+                "event_time": (T0 + timedelta(minutes=minutes or i)).isoformat(),
+                "cycle_id": cycle,
+                "cycle_used": used,
+                "roaming_country": country,
+            }
+        )
+    )
+
+
+def bill(
+    i: int,
+    amount: float,
+    *,
+    minutes: float = 0,
+    kind: str = "other",
+    balance: float | None = None,
+    sid: str = "s1",
+) -> BillingEvent:
+    return BillingEvent.model_validate_json(
+        json.dumps(
+            {
+                "event_id": f"b{i}",
+                "subscriber_id": sid,
+                "charge_type": kind,
+                "amount": amount,
+                "balance": balance,
+                "event_time": (T0 + timedelta(minutes=minutes or i)).isoformat(),
+            }
+        )
+    )
+
+
+def cell(i: int, minutes: float, loss: float, availability: float = 99.9) -> NetworkQualityEvent:
+    return NetworkQualityEvent.model_validate_json(
+        json.dumps(
+            {
+                "event_id": f"n{i}",
+                "scope": "cell",
+                "cell_id": "c1",
+                "packet_loss_pct": loss,
+                "latency_ms": 30,
+                "availability_pct": availability,
+                "event_time": (T0 + timedelta(minutes=minutes)).isoformat(),
+            }
+        )
+    )
+
+
+def line(i: int, hours: float, measured: float) -> NetworkQualityEvent:
+    return NetworkQualityEvent.model_validate_json(
+        json.dumps(
+            {
+                "event_id": f"l{i}",
+                "scope": "broadband_line",
+                "line_id": "L1",
+                "subscriber_id": "s1",
+                "measured_down_mbps": measured,
+                "subscribed_down_mbps": 100,
+                "event_time": (T0 + timedelta(hours=hours)).isoformat(),
+            }
+        )
+    )
+
+
+def run(session: Session, events: list[Any]) -> list[tuple[str, str, str]]:
+    """(kind, rule/tier, subscriber-or-status) for every output, in order."""
+    out = []
+    for ev in events:
+        key = (
+            getattr(ev, "target_id", None)
+            if isinstance(ev, NetworkQualityEvent)
+            else ev.subscriber_id
+        )
+        for o in session.process(ev, key).outputs:
+            if isinstance(o, CustomerNotice):
+                out.append(("notice", f"{o.rule_id}/{o.tier}", o.subscriber_id))
+            else:
+                assert isinstance(o, InterventionTask)
+                out.append(("task", f"{o.rule_id}/{o.tier}", o.status.value))
+    return out
+
+
+@pytest.fixture
+def session() -> Session:
+    s = Session(RULES)
+    s.put_profile(
+        "s1",
+        profile(
+            plan={"data_quota_mb": 1000},
+            prepaid=True,
+            quiet_hours={"start": "23:00", "end": "07:00"},
+        ),
+    )
+    return s
+
+
+def test_data_usage_tiers_fire_once_per_cycle_and_highest_only(session: Session) -> None:
+    got = run(
+        session,
+        [
+            usage(1, 700),
+            usage(2, 810),
+            usage(3, 850),
+            usage(4, 1010),
+            usage(5, 1020),
+            usage(6, 820, cycle="2026-12"),
+        ],
+    )
+    assert got == [
+        ("notice", "data-usage/80pct", "s1"),
+        ("notice", "data-usage/100pct", "s1"),
+        ("notice", "data-usage/80pct", "s1"),
+    ]
+
+
+def test_data_usage_accumulates_volume_and_uses_the_plan_quota(session: Session) -> None:
+    events = [usage(i, None, volume=100) for i in range(1, 10)]
+    assert run(session, events) == [
+        ("notice", "data-usage/80pct", "s1"),
+        ("notice", "data-usage/90pct", "s1"),
+    ]
+
+
+def test_no_quota_means_unlimited(session: Session) -> None:
+    session.put_profile("s1", profile())
+    assert run(session, [usage(1, 5000)]) == []
+
+
+def test_prepaid_balance_rearms_only_after_recovery_to_30(session: Session) -> None:
+    got = run(
+        session,
+        [
+            bill(1, 1, balance=15),
+            bill(2, 1, balance=25),
+            bill(3, 1, balance=15),
+            bill(4, 0, kind="top_up", balance=35),
+            bill(5, 1, balance=12),
+            bill(6, 1, balance=3),
+        ],
+    )
+    assert got == [
+        ("notice", "prepaid-balance/low", "s1"),
+        ("notice", "prepaid-balance/low", "s1"),
+        ("notice", "prepaid-balance/very-low", "s1"),
+    ]
+
+
+def test_abnormal_charges_extreme_fires_alone_with_a_fraud_task(session: Session) -> None:
+    got = run(session, [bill(1, 1200)])
+    assert ("task", "abnormal-charges/extreme", "open") in got
+    assert not [g for g in got if g[1] in ("abnormal-charges/high", "abnormal-charges/unusual")]
+
+
+def test_abnormal_charges_baseline_suppresses_usual_big_spenders(session: Session) -> None:
+    # 8 days of 150/h history makes 150 in an hour normal: no "unusual"
+    history = [bill(i, 150, minutes=-60 * 24 * 8 + 60 * i) for i in range(1, 24 * 8)]
+    run(session, history)
+    assert run(session, [bill(9999, 150, minutes=30)]) == []
+
+
+def test_roaming_welcome_once_per_country_per_day(session: Session) -> None:
+    got = run(
+        session,
+        [
+            usage(1, 1, country="FR"),
+            usage(2, 1, country="FR"),
+            usage(3, 1),
+            usage(4, 1, country="FR"),
+            usage(5, 1, country="DE"),
+        ],
+    )
+    assert got == [
+        ("notice", "roaming-welcome/welcome", "s1"),
+        ("notice", "roaming-welcome/welcome", "s1"),
+    ]
+
+
+def test_red_cell_tells_home_subscribers_and_clears_with_resolved_outputs(session: Session) -> None:
+    session.put_profile("a", profile("a", home_cell_id="c1"))
+    session.put_profile("b", profile("b", home_cell_id="c1"))
+    session.put_profile("z", profile("z", home_cell_id="c9"))
+    losses = [0.5, 6, 6, 6, 0.5, 0.5, 0.5]
+    events = [cell(i, 5 * i, loss) for i, loss in enumerate(losses)]
+    got = run(session, events)
+    assert got == [
+        ("task", "cell-degradation/red", "open"),
+        ("notice", "cell-degradation/red", "a"),
+        ("notice", "cell-degradation/red", "b"),
+        ("task", "cell-degradation/red", "resolved"),
+        ("notice", "cell-degradation/red:resolved", "a"),
+        ("notice", "cell-degradation/red:resolved", "b"),
+    ]
+
+
+def test_broadband_slow_after_three_then_persistent_after_a_day(session: Session) -> None:
+    slow = [line(i, i, 20) for i in range(3)] + [line(10, 25, 20)]
+    got = run(session, slow)
+    assert got == [
+        ("task", "broadband-slow/slow", "open"),
+        ("notice", "broadband-slow/slow", "s1"),
+        ("task", "broadband-slow/persistent", "open"),
+        ("notice", "broadband-slow/persistent", "s1"),
+    ]
+    cleared = run(session, [line(11, 26, 90), line(12, 27, 90)])
+    assert ("task", "broadband-slow/slow", "resolved") in cleared
+
+
+def test_engine_is_pure_and_ids_are_deterministic() -> None:
+    state: dict[str, Any] = {}
+    state1, r1 = evaluate(state, bill(1, 1200), profile(), RULES)
+    snapshot = copy.deepcopy(state1)
+    again, r2 = evaluate(state, bill(1, 1200), profile(), RULES)
+    assert state == {} and again == state1
+    assert [t.task_id for t in r1.tasks] == [t.task_id for t in r2.tasks]
+    evaluate(state1, bill(2, 5), profile(), RULES)
+    assert state1 == snapshot
+    # the same event id twice is applied once
+    _, dup = evaluate(state1, bill(1, 1200), profile(), RULES)
+    assert dup.tasks == [] and dup.decisions[0].reason.value == "duplicate_event"

@@ -1,0 +1,74 @@
+"""Rule files: every problem located and reported at once; the shipped
+default ruleset is clean."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rules.loader import load_rule_set
+from stream.settings import DEFAULT_RULES_DIR
+
+DATA = Path(__file__).parent / "testdata"
+
+
+def messages(text: str, tmp_path: Path) -> list[str]:
+    f = tmp_path / "r.yaml"
+    f.write_text(text, encoding="utf-8")
+    result = load_rule_set([f])
+    assert result.rule_set is None
+    return [str(d).removeprefix(f"{f}:") for d in result.diagnostics]
+
+
+def test_default_ruleset_is_clean_and_complete() -> None:
+    result = load_rule_set([DEFAULT_RULES_DIR])
+    assert result.diagnostics == []
+    assert result.rule_set is not None
+    assert sorted(r.id for r in result.rule_set.rules) == [
+        "abnormal-charges",
+        "broadband-slow",
+        "cell-degradation",
+        "data-usage",
+        "prepaid-balance",
+        "roaming-welcome",
+        "unexpected-subscriptions",
+    ]
+
+
+def test_five_mistakes_give_five_located_diagnostics() -> None:
+    f = DATA / "five-mistakes.bad.yaml"
+    result = load_rule_set([f])
+    assert result.rule_set is None
+    assert [str(d).removeprefix(f"{f}:") for d in result.diagnostics] == [
+        "7:15: rule \"data-usage-copy\": measures.ratio: unknown name 'cycle_usd'; did you mean 'cycle_used'?",
+        '15:58: rule "data-usage-copy": tiers[0].notice.message.zh-CN: template uses unknown name(s) ratoi; available: condition, cycle, cycle_used, key, quota, ratio, rule_id, tier',
+        '17:15: rule "data-usage-copy": tiers[1].when: tiers out of order: ratio >= 0.8 is milder than the previous tier\'s ratio >= 0.9; list tiers from mild to severe',
+        '27:5: rule "second": colour: unknown field; check the spelling (see docs/rules.md for the fields)',
+        "34:44: rule \"second\": tiers[0].dedup.cooldown: '1:30' is ambiguous (YAML 1.1 reads it as a base-60 number); quote it, e.g. '22:00', or use a duration like '90m'",
+    ]
+
+
+def test_yaml_11_surprises_and_duplicate_keys_are_errors(tmp_path: Path) -> None:
+    got = messages("rules:\n  - id: a\n    id: b\n    enabled: NO\n", tmp_path)
+    assert "3:5: rule \"a\": id: duplicate key 'id' (first at line 2)" in got
+    assert any("'NO' is ambiguous" in m for m in got)
+
+
+def test_duplicate_ids_across_files_name_the_first(tmp_path: Path) -> None:
+    text = (DEFAULT_RULES_DIR / "roaming-welcome.yaml").read_text(encoding="utf-8")
+    (tmp_path / "a.yaml").write_text(text, encoding="utf-8")
+    (tmp_path / "b.yaml").write_text(text, encoding="utf-8")
+    result = load_rule_set([tmp_path])
+    assert [d.message for d in result.diagnostics] == [
+        f"duplicate rule id; first defined at {tmp_path / 'a.yaml'}:2:9"
+    ]
+
+
+def test_bad_expression_points_at_the_column(tmp_path: Path) -> None:
+    text = (DEFAULT_RULES_DIR / "roaming-welcome.yaml").read_text(encoding="utf-8")
+    got = messages(text.replace('"changed and current != null"', '"changed and and"'), tmp_path)
+    assert len(got) == 1 and "tiers[0].when: expected a value, found 'and'" in got[0]
+
+
+def test_missing_path_is_a_diagnostic(tmp_path: Path) -> None:
+    result = load_rule_set([tmp_path / "nope.yaml"])
+    assert [d.message for d in result.diagnostics] == ["no such file or directory"]

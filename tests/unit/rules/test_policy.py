@@ -1,0 +1,132 @@
+"""The notice policy as a case table: channel, quiet hours, fatigue, opt-out."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from rules.loader import load_rule_set
+from rules.policy import PolicyReason, deliver
+from schemas import CustomerProfile, NoticeIntent, Severity
+from stream.settings import DEFAULT_RULES_DIR
+
+RULES = load_rule_set([DEFAULT_RULES_DIR]).rule_set
+assert RULES is not None
+CST = timezone(timedelta(hours=8))
+
+
+def intent(
+    hour: int,
+    tier: str = "low",
+    severity: Severity = Severity.WARNING,
+    det: str = "d1",
+    minute: int = 0,
+) -> NoticeIntent:
+    return NoticeIntent(
+        detection_id=det,
+        subscriber_id="s1",
+        rule_id="prepaid-balance",
+        rule_version="v",
+        tier=tier,
+        severity=severity,
+        category="balance",
+        facts={"balance": 12.5},
+        source_event_ids=("e",),
+        event_time=datetime(2026, 11, 20, hour, minute, tzinfo=CST),
+    )
+
+
+def prof(**kw: Any) -> CustomerProfile:
+    return CustomerProfile.model_validate_json(json.dumps({"subscriber_id": "s1", **kw}))
+
+
+@pytest.mark.parametrize(
+    ("profile", "notice", "channel", "deliver_after", "reasons"),
+    [
+        (prof(language="en"), intent(12), "sms", None, ()),
+        (
+            prof(preferred_channel="app_push"),
+            intent(23),
+            "app_push",
+            datetime(2026, 11, 21, 8, 0, tzinfo=CST),
+            (PolicyReason.QUIET_HOURS_DEFERRED,),
+        ),
+        (prof(), intent(23, "very-low", Severity.CRITICAL), "sms", None, ()),
+        (prof(segment="elderly", language="en"), intent(12), "voice_call", None, ()),
+        (
+            prof(timezone="Europe/London", quiet_hours={"start": "22:00", "end": "08:00"}),
+            intent(7),
+            "sms",
+            None,
+            (),
+        ),  # 07:00 CST is 23:00 London: deferred to 08:00 London
+    ],
+)
+def test_channel_and_quiet_hours(
+    profile: CustomerProfile,
+    notice: NoticeIntent,
+    channel: str,
+    deliver_after: datetime | None,
+    reasons: tuple[str, ...],
+) -> None:
+    _, d = deliver(None, profile, notice, RULES)
+    assert d.notice is not None
+    assert d.notice.channel == channel
+    if profile.timezone == "Europe/London":
+        assert d.notice.deliver_after is not None
+        assert d.notice.deliver_after.isoformat() == "2026-11-20T08:00:00+00:00"
+        return
+    assert d.notice.deliver_after == deliver_after
+    assert d.reasons == reasons
+
+
+def test_elderly_get_simple_wording_and_language_follows_profile() -> None:
+    _, d = deliver(None, prof(segment="elderly", language="en"), intent(12), RULES)
+    assert (
+        d.notice is not None
+        and d.notice.message == "Your phone balance is low. Please top up soon."
+    )
+    _, z = deliver(None, prof(), intent(12), RULES)
+    assert z.notice is not None and "12.5" in z.notice.message and z.notice.language == "zh-CN"
+
+
+def test_fatigue_cap_three_per_rolling_day_but_critical_always_goes() -> None:
+    state: dict[str, Any] | None = None
+    sent = []
+    for i in range(5):
+        state, d = deliver(state, prof(), intent(10 + i, det=f"d{i}"), RULES)
+        sent.append(d.notice is not None or d.reasons)
+    assert sent[:3] == [True, True, True] and sent[3] == (PolicyReason.FATIGUE_CAP,)
+    _, crit = deliver(state, prof(), intent(16, "very-low", Severity.CRITICAL, det="c"), RULES)
+    assert crit.notice is not None
+    _, next_day = deliver(
+        state,
+        prof(),
+        NoticeIntent.model_validate(
+            {
+                **intent(11, det="n").model_dump(),
+                "event_time": datetime(2026, 11, 21, 11, 0, tzinfo=CST),
+            }
+        ),
+        RULES,
+    )
+    assert next_day.notice is not None
+
+
+def test_redelivered_detection_yields_the_same_notice_not_a_fatigue_hit() -> None:
+    state, first = deliver(None, prof(), intent(10), RULES)
+    for _ in range(4):
+        state, again = deliver(state, prof(), intent(10), RULES)
+        assert again.notice is not None and first.notice is not None
+        assert again.notice.notice_id == first.notice.notice_id
+
+
+def test_opt_out_suppresses_non_critical_only() -> None:
+    p = prof(opt_out=["balance"])
+    _, d = deliver(None, p, intent(12), RULES)
+    assert d.notice is None and d.reasons == (PolicyReason.OPT_OUT,)
+    _, c = deliver(None, p, intent(12, "very-low", Severity.CRITICAL), RULES)
+    assert c.notice is not None
