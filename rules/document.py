@@ -24,6 +24,16 @@ _YAML11_BOOL = re.compile(
 )
 _SEXAGESIMAL = re.compile(r"^[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?$")
 _OCTAL_HEX = re.compile(r"^[-+]?0([0-7_]+|x[0-9a-fA-F_]+|o[0-7_]+|b[01_]+)$")
+# Plain scalars YAML 1.1 would silently turn into something else.
+_AMBIGUOUS = (
+    (_YAML11_BOOL, "(YAML 1.1 reads it as a boolean); write true/false, or quote it for a string"),
+    (
+        _SEXAGESIMAL,
+        "(YAML 1.1 reads it as a base-60 number); quote it, e.g. '22:00', "
+        "or use a duration like '90m'",
+    ),
+    (_OCTAL_HEX, "(octal/hex/binary); write a decimal number or quote it"),
+)
 
 
 @dataclass(frozen=True)
@@ -72,35 +82,10 @@ def _scalar(node: yaml.ScalarNode, doc: Document, path: Path) -> Any:
         return None
     if value in ("true", "false"):
         return value == "true"
-    if _YAML11_BOOL.match(value):
-        doc.problems.append(
-            (
-                _mark(node),
-                path,
-                f"{value!r} is ambiguous (YAML 1.1 reads it as a boolean); "
-                "write true/false, or quote it for a string",
-            )
-        )
-        return value
-    if _SEXAGESIMAL.match(value):
-        doc.problems.append(
-            (
-                _mark(node),
-                path,
-                f"{value!r} is ambiguous (YAML 1.1 reads it as a base-60 "
-                "number); quote it, e.g. '22:00', or use a duration like '90m'",
-            )
-        )
-        return value
-    if _OCTAL_HEX.match(value):
-        doc.problems.append(
-            (
-                _mark(node),
-                path,
-                f"{value!r} is ambiguous (octal/hex/binary); write a decimal number or quote it",
-            )
-        )
-        return value
+    for pattern, advice in _AMBIGUOUS:
+        if pattern.match(value):
+            doc.problems.append((_mark(node), path, f"{value!r} is ambiguous {advice}"))
+            return value
     if _INT.match(value):
         return int(value.replace("_", ""))
     if _FLOAT.match(value):

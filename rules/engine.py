@@ -216,6 +216,8 @@ class _RuleRun:
         self.created_at = created_at
         self.renderer = renderer
         self.result = result
+        # the events behind a detection: this one, or a closed window's
+        self.sources: tuple[str, ...] = (event.event_id,)
 
     def run(self, env: dict[str, Any]) -> dict[str, Any]:
         rule = self.rule
@@ -230,14 +232,14 @@ class _RuleRun:
         if rule.window is None:
             scope.update({m.name: v for m, v in zip(rule.measures, values, strict=True)})
         elif rule.window[0] == "sliding":
-            entries, window = sliding_step(self.rs.get("win"), self.t, values, rule.window[1])
+            entries = sliding_step(self.rs.get("win"), self.t, values, rule.window[1])
             if entries is None:
                 self.result.decisions.append(Decision(rule.id, None, Reason.LATE_EVENT))
                 return self.rs
             self.rs["win"] = entries
             for i, m in enumerate(rule.measures):
                 assert m.aggregate is not None
-                scope[m.name] = aggregate(m.aggregate, sliding_values(window, i))
+                scope[m.name] = aggregate(m.aggregate, sliding_values(entries, i))
             scope["window_start"] = self.t - rule.window[1]
         else:
             win, closed = tumbling_step(
@@ -376,7 +378,7 @@ class _RuleRun:
         rule, ev = self.rule, self.event
         det = detection_id(rule.id, tier.name, self.key, ev.event_id)
         facts = self.facts(tier, scope)
-        sources = getattr(self, "sources", (ev.event_id,))
+        sources = self.sources
         self.result.fired.append((rule.id, tier.name))
         episode["fired"] = [
             *episode["fired"],

@@ -206,7 +206,7 @@ class _Locator:
             full = (*base, *path)
             if (
                 full not in self.doc.value_marks
-                and full[:-1] in self.doc.plain_scalars | set(self.doc.value_marks)
+                and full[:-1] in self.doc.value_marks
                 and isinstance(_get(self.doc.data, full[:-1]), str)
             ):
                 full = full[:-1]  # a shorthand (`ratio: "expr"`) stands for `{expr: ...}`

@@ -268,8 +268,6 @@ def compile_rule(spec: RuleSpec, report: Report) -> Rule | None:
                 )
         if t.task:
             c.template(("tiers", i, "task", "summary"), t.task.summary)
-        if t.dedup.scope is DedupScope.EPISODE and spec.clear is None:
-            pass  # without 'clear', an episode ends when no tier condition holds
         if when:
             tiers.append(
                 Tier(

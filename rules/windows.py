@@ -30,7 +30,7 @@ def aggregate(kind: Aggregate, values: list[float]) -> float | None:
 
 def sliding_step(
     entries: list[list[Any]] | None, t: float, values: list[float | None], size: float
-) -> tuple[list[list[Any]] | None, list[list[Any]]]:
+) -> list[list[Any]] | None:
     """Add a sample at t to a sliding window of `size` seconds. Returns the new
     entries, or None when the sample is older than the window (late). Entries
     are `[t, v1, v2, ...]`, sorted by time."""
@@ -38,12 +38,12 @@ def sliding_step(
     newest = current[-1][0] if current else t
     horizon = max(newest, t) - size
     if t <= horizon:
-        return None, current
+        return None
     bisect.insort(current, [t, *values], key=lambda e: e[0])
     start = 0
     while start < len(current) and current[start][0] <= horizon:
         start += 1
-    return current[start:], current[start:]
+    return current[start:]
 
 
 def sliding_values(entries: list[list[Any]], index: int) -> list[float]:
