@@ -94,7 +94,7 @@ def load_file(file: Path) -> tuple[list[tuple[Rule, Mark]], list[RuleDiagnostic]
     except (OSError, UnicodeDecodeError) as exc:
         return [], [RuleDiagnostic(name, 1, 1, f"cannot read: {exc}")]
     doc = parse_document(text)
-    located = _Locator(name, doc)
+    located = Locator(name, doc)
     for mark, path, message in doc.problems:
         located.add_at(mark, path, message)
     if doc.data is None:
@@ -126,7 +126,7 @@ def load_file(file: Path) -> tuple[list[tuple[Rule, Mark]], list[RuleDiagnostic]
     return out, located.diagnostics
 
 
-class _Locator:
+class Locator:
     """Turns paths inside the document into `file:line:col` diagnostics."""
 
     def __init__(self, file: str, doc: Document) -> None:

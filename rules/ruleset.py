@@ -147,7 +147,9 @@ class _Compiler:
         self.spec = spec
         self.report = report
         src = spec.source
-        self.event_names = EVENT_FIELDS[src] | DERIVED[src] | PROFILE_NAMES
+        # Cells and lines have no subscriber profile on their key.
+        profile = PROFILE_NAMES if src is not Source.NETWORK_QUALITY else frozenset()
+        self.event_names = EVENT_FIELDS[src] | DERIVED[src] | profile
         self.measure_names = frozenset(spec.measures)
         extra: set[str] = set()
         if spec.baseline:

@@ -1,35 +1,69 @@
-"""An in-memory run of the engine over a sequence of inputs, as `forewarn
-replay` and `forewarn rules test` need it: keyed state in a dict, profiles as
-they arrive, a cell -> subscribers index for fan-out, and each notice intent
-delivered through its subscriber's notice policy.
+"""An in-memory run over a sequence of inputs, as `forewarn replay` and
+`forewarn rules test` need it: the same per-key records and steps the worker
+uses (`rules.records`), kept as encoded bytes in dicts instead of Faust
+tables, with intents for other subscribers and cell-membership changes
+applied at once instead of crossing an internal topic.
 
-The worker does the same with Kafka tables and an internal topic instead of
-dicts; the engine calls are identical, so are the outputs and their ids.
+Records are stored encoded, exactly as the worker's tables store them, so a
+replay also proves the state survives serialization, and memory per key is
+a few hundred bytes.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from rules.engine import Decision, InputEvent, Result, State, evaluate
-from rules.policy import PolicyReason, deliver
+from rules.engine import Decision, InputEvent, key_of
+from rules.policy import PolicyReason
+from rules.records import (
+    Effects,
+    Output,
+    Record,
+    apply_event,
+    apply_intent,
+    apply_membership,
+    apply_profile,
+    decode_members,
+    decode_record,
+    encode_members,
+    encode_record,
+    is_subscriber_event,
+)
 from rules.ruleset import RuleSet
-from schemas import CustomerNotice, CustomerProfile, InterventionTask, NoticeIntent, default_profile
-
-Output = CustomerNotice | InterventionTask
+from schemas import CustomerProfile
 
 
 @dataclass
 class Step:
-    """What one input produced."""
+    """What one input produced, intents for other subscribers included."""
 
     outputs: list[Output] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
     policy: list[tuple[str, str, PolicyReason]] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    fired: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, effects: Effects) -> None:
+        self.outputs.extend(effects.outputs)
+        self.decisions.extend(effects.decisions)
+        self.policy.extend(effects.policy)
+        self.failures.extend(effects.failures)
+        self.fired.extend(effects.fired)
+
+
+class Store:
+    """Encoded records by key, like a table."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    def get(self, key: str) -> Record:
+        return decode_record(self.data.get(key))
+
+    def put(self, key: str, record: Record) -> None:
+        self.data[key] = encode_record(record)
 
 
 class Session:
@@ -38,61 +72,37 @@ class Session:
     ) -> None:
         self.rules = rules
         self.created_at = created_at
-        self.states: dict[str, State] = {}
-        self.policy_states: dict[str, dict[str, object]] = {}
-        self.profiles: dict[str, CustomerProfile] = {}
-        self.cells: dict[str, set[str]] = defaultdict(set)
-
-    def profile(self, subscriber_id: str) -> CustomerProfile:
-        return self.profiles.get(subscriber_id) or default_profile(subscriber_id)
+        self.subscribers = Store()
+        self.network = Store()
+        self.members: dict[str, bytes] = {}
 
     def put_profile(self, subscriber_id: str, profile: CustomerProfile | None) -> None:
-        old = self.profiles.pop(subscriber_id, None)
-        if old is not None and old.home_cell_id:
-            self.cells[old.home_cell_id].discard(subscriber_id)
-        if profile is not None:
-            self.profiles[subscriber_id] = profile
-            if profile.home_cell_id:
-                self.cells[profile.home_cell_id].add(subscriber_id)
+        record, effects = apply_profile(self.subscribers.get(subscriber_id), subscriber_id, profile)
+        self.subscribers.put(subscriber_id, record)
+        for change in effects.memberships:
+            members = decode_members(self.members.get(change.cell_id))
+            self.members[change.cell_id] = encode_members(apply_membership(members, change))
 
-    def process(self, event: InputEvent, key: str) -> Step:
-        sub = getattr(event, "subscriber_id", None)
-        profile = self.profile(sub) if sub else None
+    def process(self, event: InputEvent) -> Step:
+        key = key_of(event)
+        store = self.subscribers if is_subscriber_event(event) else self.network
         created = self.created_at(event)
-        state, result = evaluate(
-            self.states.get(key), event, profile, self.rules, created_at=created
-        )
-        self.states[key] = state
-        return self._outputs(result, created)
-
-    def _outputs(self, result: Result, created: datetime | None) -> Step:
-        step = Step(
-            decisions=list(result.decisions),
-            failures=[(f.rule_id, f.message) for f in result.failures],
-        )
-        step.outputs.extend(result.tasks)
-        for intent in result.intents:
-            for subscriber in self.audience(intent):
-                self.deliver(subscriber, intent, created, step)
-        return step
-
-    def audience(self, intent: NoticeIntent) -> list[str]:
-        if intent.subscriber_id is not None:
-            return [intent.subscriber_id]
-        return sorted(self.cells.get(intent.cell_id or "", ()))
-
-    def deliver(
-        self, subscriber: str, intent: NoticeIntent, created: datetime | None, step: Step
-    ) -> None:
-        new, delivery = deliver(
-            self.policy_states.get(subscriber),
-            self.profile(subscriber),
-            intent,
+        record, effects = apply_event(
+            store.get(key),
+            event,
             self.rules,
             created_at=created,
+            members=lambda: tuple(decode_members(self.members.get(key))),
         )
-        self.policy_states[subscriber] = new
-        for reason in delivery.reasons:
-            step.policy.append((intent.rule_id, intent.tier, reason))
-        if delivery.notice is not None:
-            step.outputs.append(delivery.notice)
+        store.put(key, record)
+        step = Step()
+        step.add(effects)
+        for intent in effects.intents:
+            assert intent.subscriber_id is not None
+            sub = intent.subscriber_id
+            new, delivered = apply_intent(
+                self.subscribers.get(sub), sub, intent, self.rules, created_at=created
+            )
+            self.subscribers.put(sub, new)
+            step.add(delivered)
+        return step

@@ -16,7 +16,7 @@ from schemas.events import (
     Service,
     UsageEvent,
 )
-from schemas.intents import NoticeIntent
+from schemas.intents import CellMembership, NoticeIntent
 from schemas.outputs import (
     SCHEMA_VERSION,
     CustomerNotice,
@@ -42,6 +42,7 @@ from schemas.profile import (
 __all__ = [
     "SCHEMA_VERSION",
     "BillingEvent",
+    "CellMembership",
     "Channel",
     "ChargeType",
     "CustomerNotice",

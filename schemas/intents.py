@@ -31,3 +31,14 @@ class NoticeIntent(BaseModel):
     facts: dict[str, Any]
     event_time: AwareDatetime
     source_event_ids: tuple[str, ...]
+
+
+class CellMembership(BaseModel):
+    """A subscriber joining or leaving a cell's home subscribers, sent to the
+    cell-keyed index when a profile's `home_cell_id` changes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cell_id: str
+    subscriber_id: str
+    member: bool

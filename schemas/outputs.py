@@ -87,6 +87,12 @@ class TaskTarget(_Output):
 
 
 class CustomerNotice(_Output):
+    """A proactive notice to one subscriber (topic `customer-notices`, key
+    subscriber_id). Follows TM Forum TMF681 Communication Message where they
+    overlap: `channel` ~ messageType, `title` ~ subject, `message` ~ content,
+    `deliver_after` ~ scheduledSendTime, `subscriber_id` ~ receiver. De-duplicate
+    on `notice_id`: the same detection always yields the same id."""
+
     notice_id: str
     correlation_id: str = Field(description="Shared with the task of the same detection.")
     subscriber_id: str
@@ -111,6 +117,13 @@ class CustomerNotice(_Output):
 
 
 class InterventionTask(_Output):
+    """Work for an operations team (topic `intervention-tasks`, key target id).
+    Follows TM Forum TMF621 Trouble Ticket where they overlap: `task_id` ~ id,
+    `queue` ~ the assigned channel/team, `priority` ~ priority, `status`
+    open/resolved ~ status acknowledged/resolved, `due_by` ~
+    expectedResolutionDate, `target` ~ relatedEntity, `summary` ~ description.
+    A `resolved` update shares the `task_id` of the task it closes."""
+
     task_id: str
     correlation_id: str
     rule_id: str

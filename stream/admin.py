@@ -40,6 +40,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         "dead_letters",
     ):
         specs.append(TopicSpec(settings.topic(logical), n, {}))
+    specs.extend(TopicSpec(name, n, {}) for name in settings.internal_topics)
     return specs
 
 
@@ -74,7 +75,7 @@ def create_topics(settings: Settings) -> list[str]:
 
 
 def partition_counts(settings: Settings, admin: KafkaAdminClient) -> dict[str, int]:
-    names = list(settings.input_topics)
+    names = [*settings.input_topics, *settings.internal_topics]
     counts: dict[str, int] = {}
     for meta in admin.describe_topics(names):
         if not meta.get("error_code") and meta.get("partitions"):
@@ -83,9 +84,12 @@ def partition_counts(settings: Settings, admin: KafkaAdminClient) -> dict[str, i
 
 
 def co_partitioning_problems(settings: Settings, admin: KafkaAdminClient) -> list[str]:
-    """Describe any subscriber-keyed input topic whose partition count differs."""
+    """Describe any topic the agents read whose partition count differs: state
+    tables are partitioned like their source topics, so all must be equal."""
     counts = partition_counts(settings, admin)
     if len(set(counts.values())) <= 1:
         return []
     detail = ", ".join(f"{name}={count}" for name, count in sorted(counts.items()))
-    return [f"error: subscriber-keyed topics must have equal partition counts: {detail}"]
+    return [
+        f"error: topics read by the worker must have equal partition counts (set FOREWARN_PARTITIONS and recreate or add partitions): {detail}"
+    ]

@@ -1,20 +1,41 @@
-"""The Faust application: created from `Settings`, with explicit topic and
-agent names, raw (bytes) serializers so decoding failures stay ours, and the
-web server bound to localhost with table/router/graph views off.
+"""The Faust application: created from `Settings`, with explicit, stable
+agent, table and topic names (Faust derives changelog topic names from them:
+`<app_id>-forewarn-subscribers-changelog`, ...), raw (bytes) serializers so
+decoding stays ours, RocksDB tables with changelogs, and the web server bound
+to localhost with the table/router/graph/stats views off.
+
+Agents are a few lines each: read the key's record, let the `Processor` do
+the work, send the outputs and wait for their acks, then write the record.
+Each agent runs with concurrency 1 and is the only writer of its tables, so
+a record is never updated by two coroutines at once.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+import logging
+import signal
+import time
 from typing import Any
 
 import faust
 
-from sinks import OutputRecord, OutputTopic
+from rules.ruleset import RuleSet
+from sinks import OutputTopic
 from stream.connection import ssl_context
 from stream.decoding import RawRecord
-from stream.processor import UsageProcessor
+from stream.metrics import Metrics
+from stream.processor import Outcome, Processor
+from stream.reload import RuleReloader
 from stream.settings import SecurityProtocol, Settings
+
+log = logging.getLogger("forewarn.app")
+
+SUBSCRIBER_AGENT = "forewarn-subscribers"
+NETWORK_AGENT = "forewarn-network"
+SUBSCRIBER_TABLE = "forewarn-subscribers"
+NETWORK_TABLE = "forewarn-network"
+MEMBERS_TABLE = "forewarn-cell-members"
 
 
 def broker_credentials(settings: Settings) -> Any:
@@ -32,7 +53,9 @@ def broker_credentials(settings: Settings) -> Any:
     return None
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(
+    settings: Settings, rules: RuleSet, metrics: Metrics, reloader: RuleReloader
+) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{host}" for host in settings.kafka.bootstrap_servers],
@@ -45,7 +68,8 @@ def create_app(settings: Settings) -> faust.App:
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
         datadir=str(settings.state_dir),
-        store="memory://",
+        store="rocksdb://",
+        table_standby_replicas=0,
         web_enabled=True,
         web_bind=settings.web_host,
         web_port=settings.web_port,
@@ -58,13 +82,163 @@ def create_app(settings: Settings) -> faust.App:
         producer_linger_ms=5,
         broker_commit_interval=1.0,
     )
-    wire(app, settings)
+    Wiring(app, settings, Processor(settings, rules, metrics), metrics, reloader)
     return app
 
 
 def raw_topic(app: faust.App, name: str) -> Any:
-    return app.topic(
+    return raw_topics(app, name)
+
+
+def raw_table(app: faust.App, name: str, settings: Settings) -> Any:
+    return app.Table(
         name,
+        partitions=settings.partitions,
+        key_type=bytes,
+        value_type=bytes,
+        help=f"Forewarn state: {name}",
+    )
+
+
+class Wiring:
+    """Topics, tables, agents, timers and pages of one app."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        processor: Processor,
+        metrics: Metrics,
+        reloader: RuleReloader,
+    ) -> None:
+        self.app, self.settings, self.processor = app, settings, processor
+        self.metrics, self.reloader = metrics, reloader
+        self.ready = False
+        self.positions: dict[tuple[str, int], int] = {}
+        self.outputs = {
+            OutputTopic.CUSTOMER_NOTICES: raw_topic(app, settings.topic("customer_notices")),
+            OutputTopic.INTERVENTION_TASKS: raw_topic(app, settings.topic("intervention_tasks")),
+            OutputTopic.DEAD_LETTERS: raw_topic(app, settings.topic("dead_letters")),
+        }
+        self.internal = {name: raw_topic(app, name) for name in settings.internal_topics}
+        self.subscribers = raw_table(app, SUBSCRIBER_TABLE, settings)
+        self.network = raw_table(app, NETWORK_TABLE, settings)
+        self.members = raw_table(app, MEMBERS_TABLE, settings)
+        p = processor
+        subscriber_source = raw_topics(app, p.usage, p.billing, p.profiles, p.intents)
+        network_source = raw_topics(app, p.network_quality, p.membership)
+        app.agent(subscriber_source, name=SUBSCRIBER_AGENT, concurrency=1)(self.subscriber_agent)
+        app.agent(network_source, name=NETWORK_AGENT, concurrency=1)(self.network_agent)
+
+        async def health(web: Any, request: Any) -> Any:
+            return web.json({"status": "ok"})
+
+        async def ready(web: Any, request: Any) -> Any:
+            ok = self.ready and not self.app.rebalancing
+            body = {"ready": ok, "rules_version": self.processor.rules.version}
+            return web.json(body, status=200 if ok else 503)
+
+        app.page("/health")(health)
+        app.page("/ready")(ready)
+        app.timer(interval=5.0, name="forewarn-observe")(self.observe)
+        if settings.rules_poll_seconds:
+            app.timer(interval=settings.rules_poll_seconds, name="forewarn-rules-poll")(
+                self.poll_rules
+            )
+        app.task(self.on_start)
+
+    async def subscriber_agent(self, stream: Any) -> None:
+        async for event in stream.events():
+            started = time.perf_counter()
+            raw = raw_record(event)
+            outcome = self.processor.subscriber(
+                raw, self.subscribers.get(raw.key) if raw.key else None
+            )
+            await self.apply(outcome, raw, self.subscribers)
+            self.metrics.processing.labels(SUBSCRIBER_AGENT).observe(time.perf_counter() - started)
+
+    async def network_agent(self, stream: Any) -> None:
+        async for event in stream.events():
+            started = time.perf_counter()
+            raw = raw_record(event)
+            key = raw.key
+            if raw.topic == self.processor.membership:
+                outcome = self.processor.network(raw, self.members.get(key) if key else None, none)
+            else:
+
+                def members(k: bytes | None = key) -> bytes | None:
+                    return self.members.get(k) if k else None
+
+                outcome = self.processor.network(
+                    raw, self.network.get(key) if key else None, members
+                )
+            await self.apply(outcome, raw, self.network)
+            self.metrics.processing.labels(NETWORK_AGENT).observe(time.perf_counter() - started)
+
+    async def apply(self, outcome: Outcome, raw: RawRecord, table: Any) -> None:
+        """Send, wait for the acks, then write state (see `Outcome`)."""
+        pending = [
+            await self.outputs[r.topic].send(key=r.key, value=r.value) for r in outcome.outputs
+        ]
+        pending += [
+            await self.internal[topic].send(key=key, value=value)
+            for topic, key, value in outcome.internal
+        ]
+        if pending:
+            await asyncio.gather(*pending)
+        if raw.key is not None:
+            if outcome.record is not None:
+                table[raw.key] = outcome.record
+            if outcome.members is not None:
+                self.members[raw.key] = outcome.members
+        if raw.partition is not None and raw.offset is not None:
+            self.positions[(raw.topic, raw.partition)] = raw.offset
+
+    async def on_start(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, self.reload_rules)
+        self.ready = True
+
+    def reload_rules(self) -> None:
+        rules = self.reloader.reload()
+        if rules is not None:
+            self.processor.rules = rules
+
+    async def poll_rules(self) -> None:
+        rules = self.reloader.poll()
+        if rules is not None:
+            self.processor.rules = rules
+
+    async def observe(self) -> None:
+        """Consumer lag per partition and local state size, for dashboards."""
+        consumer = self.app.consumer
+        for tp in consumer.assignment():
+            if tp.topic.endswith("-changelog"):
+                continue
+            try:
+                high = consumer.highwater(tp)
+            except Exception:
+                continue
+            done = self.positions.get((tp.topic, tp.partition))
+            if high is not None and done is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(high - done - 1, 0))
+        for name, table in (
+            (SUBSCRIBER_TABLE, self.subscribers),
+            (NETWORK_TABLE, self.network),
+            (MEMBERS_TABLE, self.members),
+        ):
+            keys, size = state_size(table)
+            self.metrics.state_keys.labels(name).set(keys)
+            self.metrics.state_bytes.labels(name).set(size)
+
+
+def none() -> None:
+    return None
+
+
+def raw_topics(app: faust.App, *names: str) -> Any:
+    return app.topic(
+        *names,
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
@@ -73,25 +247,19 @@ def raw_topic(app: faust.App, name: str) -> Any:
     )
 
 
-def wire(app: faust.App, settings: Settings) -> None:
-    outputs = {
-        OutputTopic.CUSTOMER_NOTICES: raw_topic(app, settings.topic("customer_notices")),
-        OutputTopic.INTERVENTION_TASKS: raw_topic(app, settings.topic("intervention_tasks")),
-        OutputTopic.DEAD_LETTERS: raw_topic(app, settings.topic("dead_letters")),
-    }
-    usage = UsageProcessor(clock=lambda: datetime.now(UTC))
+def raw_record(event: Any) -> RawRecord:
+    msg = event.message
+    return RawRecord(msg.topic, msg.partition, msg.offset, msg.key, msg.value)
 
-    async def send(records: list[OutputRecord]) -> None:
-        for rec in records:
-            await outputs[rec.topic].send(key=rec.key, value=rec.value)
 
-    @app.agent(raw_topic(app, settings.topic("usage_events")), name="forewarn-usage", concurrency=1)
-    async def usage_agent(stream: Any) -> None:
-        async for event in stream.events():
-            msg = event.message
-            record = RawRecord(msg.topic, msg.partition, msg.offset, msg.key, msg.value)
-            await send(usage.process(record))
-
-    @app.page("/health")
-    async def health(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok"})
+def state_size(table: Any) -> tuple[int, int]:
+    """Estimated (keys, live bytes) across the table's RocksDB partitions."""
+    keys = size = 0
+    store = table.data
+    for db in getattr(store, "_dbs", {}).values():
+        try:
+            keys += int(db.property_int_value("rocksdb.estimate-num-keys") or 0)
+            size += int(db.property_int_value("rocksdb.estimate-live-data-size") or 0)
+        except Exception:
+            continue
+    return keys, size

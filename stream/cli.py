@@ -8,6 +8,7 @@ import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from stream.settings import Settings
 
@@ -68,6 +69,89 @@ def cmd_rules_check(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _test_files(settings: Settings, paths: list[str] | None) -> list[Path]:
+    """Given paths (files or directories), or each configured rule path's
+    `tests/` directory."""
+    roots = [Path(p) for p in paths] if paths else [p / "tests" for p in settings.rule_paths]
+    files: list[Path] = []
+    for root in roots:
+        if root.is_dir():
+            files.extend(sorted(p for p in root.iterdir() if p.suffix in (".yaml", ".yml")))
+        else:
+            files.append(root)
+    return files
+
+
+def cmd_rules_test(settings: Settings, args: argparse.Namespace) -> int:
+    from rules.ruletest import run_test_files
+
+    files = _test_files(settings, args.paths)
+    run = run_test_files(files)
+    for diagnostic in run.diagnostics:
+        print(diagnostic)
+    for case in run.cases:
+        if case.ok:
+            if args.verbose:
+                print(f"ok   {case.file}:{case.line}: {case.name}")
+            continue
+        print(f"FAIL {case.file}:{case.line}: {case.name}")
+        for problem in case.problems:
+            print(f"  {problem}")
+    failed = sum(not c.ok for c in run.cases)
+    covered = len(run.tiers) - len(run.uncovered)
+    print(
+        f"{len(run.cases) - failed} passed, {failed} failed in {len(files)} file(s); "
+        f"tier coverage {covered}/{len(run.tiers)}"
+    )
+    for rule_id, tier in run.uncovered:
+        print(f"  not exercised by any test: {rule_id}/{tier}")
+    if not run.ok or (args.require_coverage and run.uncovered):
+        return 1
+    return 0
+
+
+def contract_models() -> dict[str, tuple[type[Any], str]]:
+    """The Kafka contract plus the rule-file format (for editors' YAML
+    validation)."""
+    from rules.model import RuleFile
+    from schemas.jsonschema import CONTRACT
+
+    return {**CONTRACT, "rule-file": (RuleFile, "validation")}
+
+
+def cmd_schemas_export(settings: Settings, args: argparse.Namespace) -> int:
+    from schemas.jsonschema import JSON_DIR, render, stale_files, write
+
+    directory = Path(args.dir) if args.dir else JSON_DIR
+    rendered = render(contract_models())
+    stale = stale_files(rendered, directory)
+    if args.check:
+        for name in stale:
+            print(f"{directory / name}: out of date; run `forewarn schemas export`")
+        return 1 if stale else 0
+    write(rendered, directory)
+    print(f"wrote {len(rendered)} schema(s) to {directory} ({len(stale)} changed)", file=sys.stderr)
+    return 0
+
+
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from rules.durations import parse_duration
+    from stream.simulate import Population, jsonl, simulate
+
+    population = Population(args.subscribers, seed=args.seed)
+    span = timedelta(seconds=parse_duration(args.span))
+    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+    try:
+        for record in simulate(population, args.events, span=span, profiles=not args.no_profiles):
+            out.write(jsonl(record) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
 def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     from rules.loader import load_rule_set
     from sinks import JsonlDestination
@@ -116,6 +200,30 @@ def build_parser() -> argparse.ArgumentParser:
     check = rules_sub.add_parser("check", help="check rule files; print located diagnostics")
     check.add_argument("paths", nargs="*", help="files or directories (default: configured)")
     check.set_defaults(func=cmd_rules_check)
+
+    test = rules_sub.add_parser("test", help="run declarative rule tests (promtool style)")
+    test.add_argument("paths", nargs="*", help="test files or directories (default: <rules>/tests)")
+    test.add_argument("-v", "--verbose", action="store_true", help="list passing tests too")
+    test.add_argument(
+        "--require-coverage", action="store_true", help="fail when a rule tier is not exercised"
+    )
+    test.set_defaults(func=cmd_rules_test)
+
+    schemas = sub.add_parser("schemas", help="JSON Schema of the Kafka contract")
+    schemas_sub = schemas.add_subparsers(dest="schemas_command", required=True)
+    export = schemas_sub.add_parser("export", help="write schemas/json/*.json from the models")
+    export.add_argument("--check", action="store_true", help="only check they are current")
+    export.add_argument("--dir", default=None)
+    export.set_defaults(func=cmd_schemas_export)
+
+    sim = sub.add_parser("simulate", help="write synthetic {topic,key,value} JSONL traffic")
+    sim.add_argument("--subscribers", type=int, default=10_000)
+    sim.add_argument("--events", type=int, default=100_000)
+    sim.add_argument("--span", default="2d", help="event time covered, e.g. 2d")
+    sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--no-profiles", action="store_true", help="events only")
+    sim.add_argument("--out", default=None)
+    sim.set_defaults(func=cmd_simulate)
 
     rp = sub.add_parser("replay", help="run the engine over a JSONL file of input records")
     rp.add_argument("events")

@@ -1,72 +1,273 @@
-"""The per-record work behind every agent, free of Faust: decode the raw
-record, run the check, encode what comes out. One error boundary: whatever
-happens, the caller gets output records (possibly a dead letter), never an
-exception.
+"""The per-record work behind the agents, free of Faust: decode a raw record,
+apply the pure step from `rules.records` to its key's record, and say what to
+send and what to write. One error boundary: whatever happens, the caller gets
+an `Outcome` (possibly just a dead letter), never an exception.
+
+Two processors, one per key space (and per agent and table):
+
+- `subscriber`: usage and billing events, profiles, and notice intents from
+  other keys, against the subscriber record (profile + engine state + notice
+  policy state): one read and one write per record.
+- `network`: network-quality events against the cell's or line's record;
+  cell-membership changes against the cell's member list.
+
+The rule set is swapped atomically by hot reload (`self.rules = ...`); the
+next record uses it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import time
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from schemas import CustomerNotice, DeadLetter, Severity, UsageEvent, default_profile
+from pydantic import BaseModel
+
+from rules.engine import InputEvent, key_of
+from rules.records import (
+    Effects,
+    apply_event,
+    apply_intent,
+    apply_membership,
+    apply_profile,
+    decode_members,
+    decode_record,
+    encode_members,
+    encode_record,
+)
+from rules.ruleset import RuleSet
+from schemas import (
+    BillingEvent,
+    CellMembership,
+    CustomerNotice,
+    CustomerProfile,
+    DeadLetter,
+    InterventionTask,
+    NetworkQualityEvent,
+    NoticeIntent,
+    UsageEvent,
+)
 from sinks import OutputRecord, encode
 from stream.decoding import RawRecord, dead_letter, decode
+from stream.logs import mask
+from stream.metrics import Metrics
+from stream.settings import Settings
 
-log = logging.getLogger(__name__)
-
+log = logging.getLogger("forewarn.processor")
 Clock = Callable[[], datetime]
 
 
-def placeholder_check(event: UsageEvent, now: datetime) -> list[CustomerNotice]:
-    """Walking-skeleton check, replaced by the rule engine: warn at 80 % of
-    an explicit cycle quota."""
-    if event.cycle_used is None or event.cycle_quota is None:
-        return []
-    ratio = event.cycle_used / event.cycle_quota
-    if ratio < 0.8:
-        return []
-    profile = default_profile(event.subscriber_id)
-    ident = hashlib.sha256(
-        f"placeholder|{event.subscriber_id}|{event.cycle_id}".encode()
-    ).hexdigest()[:32]
-    return [
-        CustomerNotice(
-            notice_id=ident,
-            correlation_id=ident,
-            subscriber_id=event.subscriber_id,
-            rule_id="placeholder-data-80pct",
-            tier="80pct",
-            severity=Severity.INFO,
-            category="data_usage",
-            channel=profile.preferred_channel,
-            language=profile.language,
-            title="Data usage",
-            message=f"You have used {ratio:.0%} of your data plan.",
-            facts={"ratio": round(ratio, 4)},
-            event_time=event.event_time,
-            created_at=now,
-            source_event_ids=(event.event_id,),
-            rule_version="placeholder",
-        )
-    ]
+@dataclass
+class Outcome:
+    """What to do for one input record, in this order: send `outputs` and
+    `internal` records and wait for their acks, then write `record`/`members`.
+    Writing state last means a crash in between replays the input and resends
+    the same outputs with the same ids, instead of losing them."""
+
+    outputs: list[OutputRecord] = field(default_factory=list)
+    internal: list[tuple[str, bytes, bytes]] = field(default_factory=list)  # topic, key, value
+    record: bytes | None = None  # new key record, None = unchanged
+    members: bytes | None = None  # new cell member list, None = unchanged
 
 
-class UsageProcessor:
-    """Turns one raw usage record into encoded output records."""
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
 
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
 
-    def process(self, record: RawRecord) -> list[OutputRecord]:
-        now = self._clock()
+class Processor:
+    def __init__(
+        self, settings: Settings, rules: RuleSet, metrics: Metrics, clock: Clock = wall_clock
+    ) -> None:
+        self.rules = rules
+        self.metrics = metrics
+        self.clock = clock
+        t = settings.topic
+        self.usage, self.billing = t("usage_events"), t("billing_events")
+        self.profiles, self.network_quality = t("customer_profiles"), t("network_quality_events")
+        self.intents = settings.internal_topic("notice-intents")
+        self.membership = settings.internal_topic("cell-membership")
+        self.sources = {
+            self.usage: "usage",
+            self.billing: "billing",
+            self.profiles: "profiles",
+            self.network_quality: "network_quality",
+            self.intents: "notice_intents",
+            self.membership: "cell_membership",
+        }
+
+    # -- the two agents' entry points ------------------------------------
+
+    def subscriber(self, raw: RawRecord, current: bytes | None) -> Outcome:
+        return self._guarded(raw, lambda now: self._subscriber(raw, current, now))
+
+    def network(
+        self, raw: RawRecord, current: bytes | None, members: Callable[[], bytes | None]
+    ) -> Outcome:
+        return self._guarded(raw, lambda now: self._network(raw, current, members, now))
+
+    # -- dispatch ----------------------------------------------------------
+
+    def _guarded(self, raw: RawRecord, work: Callable[[datetime], Outcome]) -> Outcome:
+        now = self.clock()
+        self.metrics.events.labels(self.sources.get(raw.topic, "unknown")).inc()
         try:
-            decoded = decode(record, UsageEvent, now)
-            if isinstance(decoded, DeadLetter):
-                return [encode(decoded)]
-            return [encode(n) for n in placeholder_check(decoded, now)]
-        except Exception as exc:  # the error boundary: bad luck must not stop the stream
-            log.exception("processing failed at %s", record.where)
-            return [encode(dead_letter(record, "processing_error", repr(exc), now))]
+            return work(now)
+        except Exception as exc:  # the error boundary: one bad record must not stop the stream
+            log.exception("processing failed at %s", raw.where)
+            return self._dead(raw, "processing_error", f"{type(exc).__name__}: {exc}", now)
+
+    def _subscriber(self, raw: RawRecord, current: bytes | None, now: datetime) -> Outcome:
+        if raw.topic == self.profiles:
+            return self._profile(raw, current, now)
+        if raw.topic == self.intents:
+            intent = self._decode(raw, NoticeIntent, now)
+            if isinstance(intent, Outcome):
+                return intent
+            return self._intent(raw, current, intent, now)
+        model: type[BaseModel] = UsageEvent if raw.topic == self.usage else BillingEvent
+        event = self._decode(raw, model, now)
+        if isinstance(event, Outcome):
+            return event
+        assert isinstance(event, UsageEvent | BillingEvent)
+        return self._event(raw, current, event, now, lambda: None)
+
+    def _network(
+        self,
+        raw: RawRecord,
+        current: bytes | None,
+        members: Callable[[], bytes | None],
+        now: datetime,
+    ) -> Outcome:
+        if raw.topic == self.membership:
+            change = self._decode(raw, CellMembership, now)
+            if isinstance(change, Outcome):
+                return change
+            assert isinstance(change, CellMembership)
+            before = decode_members(current)
+            after = apply_membership(before, change)
+            return Outcome(members=encode_members(after) if after != before else None)
+        event = self._decode(raw, NetworkQualityEvent, now)
+        if isinstance(event, Outcome):
+            return event
+        assert isinstance(event, NetworkQualityEvent)
+        return self._event(raw, current, event, now, members)
+
+    # -- steps ---------------------------------------------------------------
+
+    def _event(
+        self,
+        raw: RawRecord,
+        current: bytes | None,
+        event: InputEvent,
+        now: datetime,
+        members: Callable[[], bytes | None],
+    ) -> Outcome:
+        key = key_of(event)
+        if raw.key is None or raw.key.decode("utf-8", "replace") != key:
+            return self._dead(
+                raw,
+                "key_mismatch",
+                f"record key must be the event's {'subscriber_id' if not isinstance(event, NetworkQualityEvent) else 'cell_id or line_id'}"
+                f" ({mask(key)}); state is partitioned by it",
+                now,
+            )
+        start = time.perf_counter()
+        record, effects = apply_event(
+            decode_record(current),
+            event,
+            self.rules,
+            created_at=now,
+            members=lambda: tuple(decode_members(members())),
+        )
+        outcome = self._outcome(raw, effects, now)
+        outcome.record = encode_record(record)
+        self.metrics.processing.labels("engine").observe(time.perf_counter() - start)
+        return outcome
+
+    def _intent(
+        self, raw: RawRecord, current: bytes | None, intent: BaseModel, now: datetime
+    ) -> Outcome:
+        assert isinstance(intent, NoticeIntent)
+        if raw.key is None:
+            return self._dead(raw, "missing_key", "notice intents are keyed by subscriber", now)
+        subscriber = raw.key.decode("utf-8", "replace")
+        record, effects = apply_intent(
+            decode_record(current), subscriber, intent, self.rules, created_at=now
+        )
+        outcome = self._outcome(raw, effects, now)
+        outcome.record = encode_record(record)
+        return outcome
+
+    def _profile(self, raw: RawRecord, current: bytes | None, now: datetime) -> Outcome:
+        if raw.key is None:
+            return self._dead(raw, "missing_key", "profiles are keyed by subscriber_id", now)
+        subscriber = raw.key.decode("utf-8", "replace")
+        profile: CustomerProfile | None = None
+        if raw.value is not None:  # None is a tombstone: forget the profile
+            decoded = self._decode(raw, CustomerProfile, now)
+            if isinstance(decoded, Outcome):
+                return decoded
+            assert isinstance(decoded, CustomerProfile)
+            if decoded.subscriber_id != subscriber:
+                return self._dead(
+                    raw, "key_mismatch", "profile key must equal its subscriber_id", now
+                )
+            profile = decoded
+        record, effects = apply_profile(decode_record(current), subscriber, profile)
+        outcome = Outcome(record=encode_record(record))
+        outcome.internal.extend(
+            (self.membership, m.cell_id.encode(), m.model_dump_json().encode())
+            for m in effects.memberships
+        )
+        return outcome
+
+    # -- outputs and metrics ----------------------------------------------------
+
+    def _outcome(self, raw: RawRecord, effects: Effects, now: datetime) -> Outcome:
+        m = self.metrics
+        outcome = Outcome()
+        for rule_id in effects.evaluated:
+            m.evaluations.labels(rule_id).inc()
+        for rule_id, tier in effects.fired:
+            m.firings.labels(rule_id, tier).inc()
+        for d in effects.decisions:
+            m.suppressions.labels(d.rule_id, d.reason.value).inc()
+        for rule_id, _tier, reason in effects.policy:
+            m.suppressions.labels(rule_id, reason.value).inc()
+        for output in effects.outputs:
+            outcome.outputs.append(encode(output))
+            m.latency.observe(max((now - output.event_time).total_seconds(), 0.0))
+            if isinstance(output, CustomerNotice):
+                m.notices.labels(output.channel.value, output.severity.value).inc()
+            elif isinstance(output, InterventionTask):
+                m.tasks.labels(output.queue.value, output.priority.value, output.status.value).inc()
+        for intent in effects.intents:
+            assert intent.subscriber_id is not None
+            outcome.internal.append(
+                (self.intents, intent.subscriber_id.encode(), intent.model_dump_json().encode())
+            )
+        for rule_id, message in effects.failures:
+            m.rule_failures.labels(rule_id).inc()
+            log.error("rule %s failed at %s: %s", rule_id, raw.where, message)
+            outcome.outputs.extend(self._dead(raw, "rule_error", message, now, rule_id).outputs)
+        return outcome
+
+    def _decode(self, raw: RawRecord, model: type[BaseModel], now: datetime) -> BaseModel | Outcome:
+        decoded = decode(raw, model, now)
+        if isinstance(decoded, DeadLetter):
+            self.metrics.invalid.labels(
+                self.sources.get(raw.topic, "unknown"), decoded.error_type
+            ).inc()
+            self.metrics.dead_letters.labels(decoded.error_type).inc()
+            return Outcome(outputs=[encode(decoded)])
+        return decoded
+
+    def _dead(
+        self, raw: RawRecord, kind: str, message: str, now: datetime, rule_id: str | None = None
+    ) -> Outcome:
+        if rule_id is None:
+            self.metrics.invalid.labels(self.sources.get(raw.topic, "unknown"), kind).inc()
+        self.metrics.dead_letters.labels(kind).inc()
+        return Outcome(outputs=[encode(dead_letter(raw, kind, message, now, rule_id))])

@@ -19,7 +19,6 @@ from typing import TextIO
 
 from pydantic import BaseModel, ValidationError
 
-from rules.engine import key_of
 from rules.ruleset import RuleSet
 from rules.session import Session
 from schemas import (
@@ -121,7 +120,7 @@ def _one(session: Session, number: int, line: str, received: datetime) -> list[O
     if isinstance(event, DeadLetter):
         return [event]
     assert isinstance(event, UsageEvent | BillingEvent | NetworkQualityEvent)
-    step = session.process(event, key_of(event))
+    step = session.process(event)
     outputs: list[Output] = list(step.outputs)
     outputs.extend(
         _dead(raw, "rule_error", message, received, rule_id) for rule_id, message in step.failures

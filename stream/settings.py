@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     state_dir: Path = Path("var/state")
     web_host: str = "127.0.0.1"
     web_port: Annotated[int, Field(ge=1, le=65535)] = 6066
+    rules_poll_seconds: Annotated[float, Field(ge=0)] = Field(
+        default=2.0, description="How often rule files are checked for changes; 0 = SIGHUP only."
+    )
     metrics_host: str = "127.0.0.1"
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9477
     log_level: str = "INFO"
@@ -113,3 +116,12 @@ class Settings(BaseSettings):
         return tuple(
             self.topic(t) for t in ("customer_notices", "intervention_tasks", "dead_letters")
         )
+
+    def internal_topic(self, name: str) -> str:
+        """Topics only Forewarn reads and writes, named after the app id:
+        `notice-intents` (subscriber-keyed) and `cell-membership` (cell-keyed)."""
+        return f"{self.topic_prefix}{self.app_id}-{name}"
+
+    @property
+    def internal_topics(self) -> tuple[str, ...]:
+        return (self.internal_topic("notice-intents"), self.internal_topic("cell-membership"))

@@ -1,18 +1,46 @@
-"""Running the Faust worker: logging, the app, and Faust's own Worker service
-(which handles SIGTERM/SIGINT with a graceful stop: commit, flush, exit)."""
+"""Running the worker: JSON logs, the initial rule load, topic checks, the
+metrics endpoint, then Faust's own Worker service (which handles SIGTERM and
+SIGINT with a graceful stop: stop consuming, commit, flush, exit).
+
+The worker refuses to start, with a clear message and exit code 2, when the
+rule files are invalid or the topics it reads are not co-partitioned.
+"""
 
 from __future__ import annotations
 
+import logging
+import sys
 from typing import NoReturn
 
 import faust
 
+from stream.admin import create_topics
 from stream.app import create_app
+from stream.logs import configure
+from stream.metrics import Metrics
+from stream.reload import RuleReloader
 from stream.settings import Settings
+
+log = logging.getLogger("forewarn.worker")
 
 
 def run_worker(settings: Settings) -> NoReturn:
+    handler = configure(settings.log_level, settings.log_format)
+    metrics = Metrics()
+    reloader = RuleReloader(settings.rule_paths, metrics)
+    rules = reloader.initial()
+    if rules is None:
+        log.error("refusing to start: the rule files have errors (see above)")
+        sys.exit(2)
+    problems = [line for line in create_topics(settings) if line.startswith("error")]
+    if problems:
+        for line in problems:
+            log.error(line)
+        log.error("refusing to start: state would be split across partitions")
+        sys.exit(2)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    app = create_app(settings)
+    metrics.serve(settings.metrics_host, settings.metrics_port)
+    app = create_app(settings, rules, metrics, reloader)
+    app.conf.loghandlers = [handler]
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()

@@ -7,6 +7,7 @@ and skip elsewhere (a developer running only unit tests).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -15,7 +16,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,8 @@ def settings_env(s: Settings) -> dict[str, str]:
             "FOREWARN_WEB_PORT": str(s.web_port),
             "FOREWARN_METRICS_PORT": str(s.metrics_port),
             "FOREWARN_LOG_FORMAT": s.log_format,
+            "FOREWARN_RULE_PATHS": json.dumps([str(p) for p in s.rule_paths]),
+            "FOREWARN_RULES_POLL_SECONDS": str(s.rules_poll_seconds),
         }
     )
     return env
@@ -155,3 +158,38 @@ def kafka(settings: Settings) -> Iterator[KafkaProbe]:
     probe = KafkaProbe(settings)
     yield probe
     probe.close()
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(settings: Settings) -> Samples:
+    """The worker's /metrics as {(sample name, labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        text = resp.read().decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def metric(samples: Samples, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels`."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

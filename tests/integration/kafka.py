@@ -26,6 +26,11 @@ class KafkaProbe:
             self.settings.topic(logical), key=key.encode() if key is not None else None, value=raw
         )
 
+    def send_record(self, record: dict[str, Any]) -> None:
+        """Send a replay-style `{topic, key, value}` record (contract topic names)."""
+        logical = record["topic"].replace("-", "_")
+        self.send(logical, record["key"], record["value"])
+
     def flush(self) -> None:
         self.producer.flush()
 

@@ -117,12 +117,7 @@ def run(session: Session, events: list[Any]) -> list[tuple[str, str, str]]:
     """(kind, rule/tier, subscriber-or-status) for every output, in order."""
     out = []
     for ev in events:
-        key = (
-            getattr(ev, "target_id", None)
-            if isinstance(ev, NetworkQualityEvent)
-            else ev.subscriber_id
-        )
-        for o in session.process(ev, key).outputs:
+        for o in session.process(ev).outputs:
             if isinstance(o, CustomerNotice):
                 out.append(("notice", f"{o.rule_id}/{o.tier}", o.subscriber_id))
             else:

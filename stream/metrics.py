@@ -1,0 +1,128 @@
+"""Prometheus metrics of the worker, for Grafana and alerting.
+
+Naming follows Prometheus practice: the `forewarn_` prefix, base units
+(seconds, bytes), `_total` only on counters, and bounded labels only (source,
+rule, tier, reason, channel, queue...; never a subscriber, cell or line id).
+Served by prometheus-client's own HTTP server on `metrics_host:metrics_port`
+from a registry of our own, so nothing else leaks in.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+PROCESSING_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = r = registry or CollectorRegistry()
+        self.events = Counter(
+            "forewarn_events_consumed_total",
+            "Input records consumed, by source.",
+            ["source"],
+            registry=r,
+        )
+        self.invalid = Counter(
+            "forewarn_invalid_events_total",
+            "Input records that could not be decoded or validated, by source and reason.",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.evaluations = Counter(
+            "forewarn_rule_evaluations_total", "Rule evaluations, by rule.", ["rule"], registry=r
+        )
+        self.firings = Counter(
+            "forewarn_rule_firings_total",
+            "Tiers that fired, by rule and tier.",
+            ["rule", "tier"],
+            registry=r,
+        )
+        self.rule_failures = Counter(
+            "forewarn_rule_failures_total",
+            "Rule evaluations that raised, by rule.",
+            ["rule"],
+            registry=r,
+        )
+        self.notices = Counter(
+            "forewarn_notices_total",
+            "Customer notices produced, by channel and severity.",
+            ["channel", "severity"],
+            registry=r,
+        )
+        self.tasks = Counter(
+            "forewarn_tasks_total",
+            "Intervention tasks produced, by queue, priority and status.",
+            ["queue", "priority", "status"],
+            registry=r,
+        )
+        self.suppressions = Counter(
+            "forewarn_suppressions_total",
+            "Detections or notices not sent (or deferred), by rule and reason.",
+            ["rule", "reason"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "forewarn_dead_letters_total",
+            "Records sent to dead-letters, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "forewarn_detection_latency_seconds",
+            "Event time of the triggering event to the output being produced.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.processing = Histogram(
+            "forewarn_event_processing_seconds",
+            "Time to process one input record, sends included.",
+            ["agent"],
+            buckets=PROCESSING_BUCKETS,
+            registry=r,
+        )
+        self.rules_loaded = Gauge(
+            "forewarn_rules_loaded", "Rules in the running rule set.", registry=r
+        )
+        self.reload_success = Gauge(
+            "forewarn_rules_last_reload_success",
+            "1 if the last rule (re)load succeeded, 0 if it was rejected.",
+            registry=r,
+        )
+        self.reload_timestamp = Gauge(
+            "forewarn_rules_last_reload_timestamp_seconds",
+            "Unix time of the last rule (re)load attempt.",
+            registry=r,
+        )
+        self.reloads = Counter(
+            "forewarn_rules_reloads_total",
+            "Rule reload attempts, by result.",
+            ["result"],
+            registry=r,
+        )
+        self.rule_info = Gauge(
+            "forewarn_rule_set_info",
+            "The running rule set's version, as a label.",
+            ["version"],
+            registry=r,
+        )
+        self.lag = Gauge(
+            "forewarn_consumer_lag_messages",
+            "Messages not yet consumed, by topic and partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.state_keys = Gauge(
+            "forewarn_state_keys", "Estimated keys in local state, by table.", ["table"], registry=r
+        )
+        self.state_bytes = Gauge(
+            "forewarn_state_bytes",
+            "Estimated live bytes of local state, by table.",
+            ["table"],
+            registry=r,
+        )
+
+    def serve(self, host: str, port: int) -> None:
+        if port:
+            start_http_server(port, addr=host, registry=self.registry)

@@ -1,0 +1,167 @@
+"""The worker under bad input, a crash, and a rule change, against the real
+broker: nothing valid is lost, everything bad is explained, repeated outputs
+keep their ids, and rule changes take effect (or are refused) live."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rules.loader import load_rule_set
+from sinks import ListDestination
+from stream.replay import replay
+from stream.settings import DEFAULT_RULES_DIR, Settings
+from tests.integration.conftest import WorkerProcess, metric, scrape, wait_for
+from tests.integration.kafka import KafkaProbe
+
+pytestmark = pytest.mark.integration
+
+
+def usage(n: int, sid: str, used: float, minute: int = 0) -> dict[str, Any]:
+    return {
+        "event_id": f"u{n}",
+        "subscriber_id": sid,
+        "event_time": f"2026-11-20T10:{minute:02d}:00+08:00",
+        "service": "data",
+        "volume": 10,
+        "cycle_id": "2026-11",
+        "cycle_used": used,
+        "cycle_quota": 1000,
+    }
+
+
+def test_poison_input_goes_to_dead_letters_and_valid_events_are_all_processed(
+    worker: WorkerProcess, kafka: KafkaProbe, settings: Settings
+) -> None:
+    bad: list[tuple[str | None, bytes | None]] = []
+    for i in range(600):
+        sid = f"86139{i:08d}"
+        bad.append((sid, b'{"event_id": "x", broken'))  # not JSON
+        bad.append((sid, json.dumps({**usage(i, sid, 850), "volume": "lots"}).encode()))
+        bad.append((sid, b"\xff\xfe\x00garbage"))  # not UTF-8
+        bad.append((sid, json.dumps({"event_id": "only"}).encode()))  # missing fields
+        bad.append((None, json.dumps(usage(i, sid, 850)).encode()))  # no key
+    huge = json.dumps({**usage(9, "8613900000009", 850), "pad": "x" * 900_000}).encode()
+    bad.append(("8613900000009", huge))  # valid but huge: unknown fields are ignored
+    valid = [(f"86138{i:08d}", usage(i, f"86138{i:08d}", 850)) for i in range(200)]
+    for i in range(max(len(bad), len(valid))):
+        if i < len(bad):
+            kafka.send("usage_events", *bad[i])
+        if i < len(valid):
+            kafka.send("usage_events", valid[i][0], valid[i][1])
+    kafka.flush()
+
+    notices = kafka.read("customer_notices", len(valid) + 1)
+    dead = kafka.read("dead_letters", len(bad) - 1)
+    assert sorted(n["subscriber_id"] for n in notices) == sorted(
+        [sid for sid, _ in valid] + ["8613900000009"]
+    )
+    assert len(dead) == len(bad) - 1
+    kinds: dict[str, int] = {}
+    for d in dead:
+        kinds[d["error_type"]] = kinds.get(d["error_type"], 0) + 1
+        assert d["source_topic"] == settings.topic("usage_events")
+        assert d["offset"] is not None and d["error_message"]
+    assert kinds == {
+        "invalid_json": 1200,  # broken JSON and invalid UTF-8
+        "validation_error": 1200,
+        "key_mismatch": 600,
+    }, kinds
+    m = scrape(settings)
+    assert metric(m, "forewarn_dead_letters_total") == len(bad) - 1
+    assert metric(m, "forewarn_invalid_events_total", source="usage") == len(bad) - 1
+    assert worker.proc is not None and worker.proc.poll() is None, worker.log_tail()
+    assert "Traceback" not in worker.log_path.read_text(errors="replace")
+
+
+def test_kill_9_mid_stream_loses_nothing_and_repeats_keep_their_ids(
+    kafka: KafkaProbe, settings: Settings, tmp_path: Path
+) -> None:
+    subscribers = [f"86137{i:08d}" for i in range(1500)]
+    steps = (500, 810, 905, 1001)  # 80%, 90% and 100% once each per subscriber
+    records = [
+        {"topic": "usage-events", "key": sid, "value": usage(n * 10 + k, sid, used, minute=k)}
+        for k, used in enumerate(steps)
+        for n, sid in enumerate(subscribers)
+    ]
+    rules = load_rule_set([DEFAULT_RULES_DIR]).rule_set
+    assert rules is not None
+    expected = ListDestination()
+    replay((json.dumps(r) for r in records), rules, expected, event_time_created=True)
+    expected_ids = {json.loads(r.value)["notice_id"] for r in expected.records}
+    assert len(expected_ids) == 3 * len(subscribers)
+
+    first = WorkerProcess(settings, tmp_path / "worker-1.log")
+    first.start()
+    for r in records:
+        kafka.send_record(r)
+    kafka.flush()
+    wait_for(
+        lambda: metric(scrape(settings), "forewarn_notices_total") >= 1000,
+        "the first thousand notices",
+    )
+    assert first.proc is not None
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait()
+
+    second = WorkerProcess(settings, tmp_path / "worker-2.log")
+    second.start()
+    try:
+        got = kafka.read("customer_notices", len(expected_ids), timeout=120)
+    finally:
+        second.stop()
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for n in got:
+        by_id.setdefault(n["notice_id"], []).append(n)
+    assert set(by_id) == expected_ids
+    for copies in by_id.values():  # a repeat is the same notice, not a new one
+        assert len({(c["tier"], c["subscriber_id"], c["message"]) for c in copies}) == 1
+
+
+def test_rule_changes_apply_live_and_a_bad_change_is_refused(
+    kafka: KafkaProbe, settings: Settings, tmp_path: Path
+) -> None:
+    rules_dir = tmp_path / "rules"
+    shutil.copytree(DEFAULT_RULES_DIR, rules_dir, ignore=shutil.ignore_patterns("tests"))
+    live = settings.model_copy(update={"rule_paths": (rules_dir,), "rules_poll_seconds": 0.5})
+    proc = WorkerProcess(live, tmp_path / "worker.log")
+    proc.start()
+    try:
+        kafka.send("usage_events", "8613600000001", usage(1, "8613600000001", 750))
+        kafka.flush()
+        wait_for(
+            lambda: metric(scrape(live), "forewarn_events_consumed_total", source="usage") >= 1,
+            "the first event",
+        )
+        data_usage = rules_dir / "data-usage.yaml"
+        data_usage.write_text(data_usage.read_text().replace('"ratio >= 0.8"', '"ratio >= 0.7"'))
+        wait_for(
+            lambda: metric(scrape(live), "forewarn_rules_reloads_total", result="success") >= 2,
+            "the reload of the changed threshold",
+        )
+        kafka.send("usage_events", "8613600000002", usage(2, "8613600000002", 750))
+        kafka.flush()
+        first = kafka.read("customer_notices", 1)
+        assert [(n["subscriber_id"], n["tier"]) for n in first] == [("8613600000002", "80pct")]
+
+        data_usage.write_text(data_usage.read_text().replace('"ratio >= 0.7"', '"ratio >>= 0.1"'))
+        wait_for(
+            lambda: metric(scrape(live), "forewarn_rules_reloads_total", result="failure") >= 1,
+            "the rejected reload",
+        )
+        assert metric(scrape(live), "forewarn_rules_last_reload_success") == 0
+        kafka.send("usage_events", "8613600000003", usage(3, "8613600000003", 750))
+        kafka.send("usage_events", "8613600000004", usage(4, "8613600000004", 500))
+        kafka.flush()
+        after = kafka.read("customer_notices", 2)
+        assert sorted(n["subscriber_id"] for n in after) == ["8613600000002", "8613600000003"]
+        assert after[0]["rule_version"] == after[1]["rule_version"]
+        log = proc.log_path.read_text(errors="replace")
+        assert "data-usage.yaml:" in log and "the previous rules keep running" in log
+    finally:
+        proc.stop()

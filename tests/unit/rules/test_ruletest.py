@@ -1,0 +1,90 @@
+"""`forewarn rules test`: the shipped tests pass and cover every tier, a
+failing test prints a readable diff, a broken test file gets located
+diagnostics, and the tests really depend on the thresholds."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rules.ruletest import run_test_files
+from stream.cli import main
+from stream.settings import DEFAULT_RULES_DIR
+
+DATA = Path(__file__).parent / "testdata" / "ruletest"
+DEFAULT_TESTS = sorted((DEFAULT_RULES_DIR / "tests").glob("*.yaml"))
+
+
+def test_default_ruleset_tests_pass_and_cover_every_tier() -> None:
+    run = run_test_files(DEFAULT_TESTS)
+    assert run.diagnostics == []
+    assert [c.problems for c in run.cases if not c.ok] == []
+    assert len(run.cases) >= 20
+    assert run.uncovered == []
+    assert len(run.tiers) == 14
+
+
+def test_cli_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rules", "test", "--require-coverage"]) == 0
+    assert "tier coverage 14/14" in capsys.readouterr().out
+    assert main(["rules", "test", str(DATA / "failing.test.yaml")]) == 1
+
+
+def test_failure_prints_what_is_missing_unexpected_and_the_field_diff(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    main(["rules", "test", str(DATA / "failing.test.yaml")])
+    out = capsys.readouterr().out
+    assert "failing.test.yaml:3: wrong channel and a missing notice" in out
+    assert "missing    notice big-charge/big -> s1 (channel=voice_call" in out
+    assert "differs: channel: expected 'voice_call', got 'sms'" in out
+    assert "missing    notice big-charge/big -> s2" in out
+    assert (
+        "unexpected notice big-charge/big -> s1 (warning, sms, en): 'A charge of 150 was made.'"
+        in out
+    )
+    # coverage of the rules this file loaded: "huge" never fired
+    assert "not exercised by any test: big-charge/huge" in out
+
+
+def test_broken_test_file_gets_located_diagnostics() -> None:
+    run = run_test_files([DATA / "broken.test.yaml"])
+    text = [str(d) for d in run.diagnostics]
+    file = str(DATA / "broken.test.yaml")
+    assert (
+        f"{file}:7:9: tests[0].events[1]: each input is exactly one of 'usage:', 'billing:', 'network:', 'profile:' or 'delete_profile:' (got usage, billing)"
+        in text
+    )
+    assert any(
+        t.startswith(f"{file}:10:63: tests[0].expect[0].notice.chanel: unknown field") for t in text
+    )
+    assert run.cases == []
+
+
+def test_invalid_event_in_a_test_is_located(tmp_path: Path) -> None:
+    shutil.copy(DATA / "one-rule.yaml", tmp_path)
+    test = tmp_path / "t.yaml"
+    test.write_text(
+        "rule_files: [one-rule.yaml]\n"
+        "tests:\n"
+        "  - name: strings are not numbers\n"
+        '    start: "2026-11-20T10:00:00+08:00"\n'
+        "    events:\n"
+        '      - billing: {subscriber_id: s1, charge_type: other, amount: "150"}\n'
+    )
+    run = run_test_files([test])
+    assert [str(d) for d in run.diagnostics] == [
+        f"{test}:6:66: tests[0].events[0].billing.amount: Input should be a valid number"
+    ]
+
+
+def test_default_tests_catch_a_changed_threshold(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(DEFAULT_RULES_DIR, rules)
+    path = rules / "data-usage.yaml"
+    path.write_text(path.read_text().replace('"ratio >= 0.8"', '"ratio >= 0.85"'))
+    run = run_test_files(sorted((rules / "tests").glob("*.yaml")))
+    failed = {c.name for c in run.cases if not c.ok}
+    assert "each tier once per cycle, highest only, a new cycle re-arms" in failed
