@@ -31,8 +31,11 @@ def cmd_topics_create(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
     from stream.feed import produce
 
-    with open(args.file, encoding="utf-8") as fh:
-        sent = produce(settings, fh, rate=args.rate)
+    if args.file == "-":
+        sent = produce(settings, sys.stdin, rate=args.rate)
+    else:
+        with open(args.file, encoding="utf-8") as fh:
+            sent = produce(settings, fh, rate=args.rate)
     print(f"produced {sent} records", file=sys.stderr)
     return 0
 
@@ -146,6 +149,8 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     try:
         for record in simulate(population, args.events, span=span, profiles=not args.no_profiles):
             out.write(jsonl(record) + "\n")
+    except (KeyboardInterrupt, BrokenPipeError):  # the consumer of our output went away
+        return 0
     finally:
         if out is not sys.stdout:
             out.close()
@@ -191,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     produce = sub.add_parser("produce", help="send {topic,key,value} JSONL to the broker")
-    produce.add_argument("file")
+    produce.add_argument("file", help="JSONL file, or - for stdin")
     produce.add_argument("--rate", type=float, default=None, help="records per second")
     produce.set_defaults(func=cmd_produce)
 
@@ -241,7 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings()
-    code: int = args.func(settings, args)
+    try:
+        code: int = args.func(settings, args)
+    except KeyboardInterrupt:
+        return 130
     return code
 
 

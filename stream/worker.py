@@ -41,6 +41,13 @@ def run_worker(settings: Settings) -> NoReturn:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     metrics.serve(settings.metrics_host, settings.metrics_port)
     app = create_app(settings, rules, metrics, reloader)
+    # Faust's worker re-configures logging at start: keep only our handler.
+    app.conf.logging_config = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "root": {"level": settings.log_level.upper(), "handlers": []},
+        "loggers": {"kafka": {"level": "WARNING"}, "aiokafka": {"level": "WARNING"}},
+    }
     app.conf.loghandlers = [handler]
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()

@@ -1,0 +1,127 @@
+"""The worker's per-record work without Faust: decode, step, what to send,
+what to write; every failure becomes a dead letter, never an exception."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from rules.loader import load_rule_set
+from rules.records import decode_members
+from stream.decoding import RawRecord
+from stream.metrics import Metrics
+from stream.processor import Outcome, Processor
+from stream.settings import DEFAULT_RULES_DIR, Settings
+
+NOW = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
+SETTINGS = Settings(_env_file=None)  # type: ignore[call-arg]
+RULES = load_rule_set([DEFAULT_RULES_DIR]).rule_set
+assert RULES is not None
+
+
+def processor() -> Processor:
+    return Processor(SETTINGS, RULES, Metrics(), clock=lambda: NOW)
+
+
+def raw(topic: str, key: str | None, value: Any, offset: int = 1) -> RawRecord:
+    data = value if isinstance(value, bytes | None) else json.dumps(value).encode()
+    return RawRecord(SETTINGS.topic(topic), 0, offset, key.encode() if key else None, data)
+
+
+def usage(sid: str, used: float, n: int = 1) -> dict[str, Any]:
+    return {
+        "event_id": f"u{n}",
+        "subscriber_id": sid,
+        "event_time": "2026-11-20T10:00:00+08:00",
+        "service": "data",
+        "volume": 1,
+        "cycle_id": "2026-11",
+        "cycle_used": used,
+        "cycle_quota": 1000,
+    }
+
+
+def topics(outcome: Outcome) -> list[str]:
+    return [r.topic.value for r in outcome.outputs]
+
+
+def test_a_firing_event_sends_a_notice_and_writes_the_record_once() -> None:
+    p = processor()
+    out = p.subscriber(raw("usage_events", "s1", usage("s1", 850)), None)
+    assert topics(out) == ["customer-notices"] and out.record is not None
+    again = p.subscriber(raw("usage_events", "s1", usage("s1", 850)), out.record)
+    assert again.outputs == []  # the same event redelivered: already applied
+
+
+def test_bad_input_becomes_a_dead_letter_and_leaves_state_alone() -> None:
+    p = processor()
+    for record in (
+        raw("usage_events", "s1", b"{nope"),
+        raw("usage_events", "s1", {**usage("s1", 850), "volume": -1}),
+        raw("usage_events", "other", usage("s1", 850)),
+        raw("usage_events", None, usage("s1", 850)),
+        raw("customer_profiles", None, {"subscriber_id": "s1"}),
+        raw("customer_profiles", "s2", {"subscriber_id": "s1"}),
+    ):
+        out = p.subscriber(record, b'{"engine": {}}')
+        assert topics(out) == ["dead-letters"] and out.record is None
+    kinds = [
+        json.loads(p.subscriber(r, None).outputs[0].value)["error_type"]
+        for r in (
+            raw("usage_events", "other", usage("s1", 850)),
+            raw("customer_profiles", None, {"subscriber_id": "s1"}),
+        )
+    ]
+    assert kinds == ["key_mismatch", "missing_key"]
+
+
+def test_an_unexpected_error_is_caught_at_the_boundary() -> None:
+    p = processor()
+    out = p.subscriber(raw("usage_events", "s1", usage("s1", 850)), b"not a record")
+    letter = json.loads(out.outputs[0].value)
+    assert letter["error_type"] == "processing_error" and out.record is None
+
+
+def test_profile_moves_send_membership_changes_and_cells_fan_out_to_members() -> None:
+    p = processor()
+    out = p.subscriber(
+        raw("customer_profiles", "s1", {"subscriber_id": "s1", "home_cell_id": "C1"}), None
+    )
+    assert [(t, k) for t, k, _ in out.internal] == [(p.membership, b"C1")]
+    members = p.network(
+        RawRecord(p.membership, 0, 1, b"C1", out.internal[0][2]), None, lambda: None
+    ).members
+    assert decode_members(members) == ["s1"]
+    moved = p.subscriber(
+        raw("customer_profiles", "s1", {"subscriber_id": "s1", "home_cell_id": "C2"}), out.record
+    )
+    assert sorted(json.loads(v)["member"] for _, _, v in moved.internal) == [False, True]
+    deleted = p.subscriber(raw("customer_profiles", "s1", None), moved.record)
+    assert [json.loads(v)["member"] for _, _, v in deleted.internal] == [False]
+
+    record = None
+    intents: list[bytes] = []
+    for i, loss in enumerate((6, 6, 6)):
+        event = {
+            "event_id": f"n{i}",
+            "event_time": f"2026-11-20T10:{5 * i:02d}:00+08:00",
+            "scope": "cell",
+            "cell_id": "C1",
+            "packet_loss_pct": loss,
+            "latency_ms": 30,
+            "availability_pct": 99.9,
+        }
+        step = p.network(
+            RawRecord(p.network_quality, 0, i, b"C1", json.dumps(event).encode()),
+            record,
+            lambda: members,
+        )
+        record = step.record
+        intents += [v for t, _, v in step.internal if t == p.intents]
+        if step.outputs:
+            task = json.loads(step.outputs[0].value)
+    assert task["affected_subscribers"] == ["s1"]
+    assert [json.loads(v)["subscriber_id"] for v in intents] == ["s1"]
+    notice = p.subscriber(RawRecord(p.intents, 0, 9, b"s1", intents[0]), None)
+    assert topics(notice) == ["customer-notices"]
