@@ -352,23 +352,10 @@ def _compare(
 def _closest(
     want: Expectation, candidates: list[CustomerNotice | InterventionTask]
 ) -> CustomerNotice | InterventionTask | None:
-    ranked = sorted(candidates, key=lambda o: len(_differences(want, o)))
-    best = ranked[0] if ranked else None
-    if best is None or _identity(want) != _identity_of(best)[: len(_identity(want))]:
-        same_kind = [o for o in ranked if _identity_of(o)[0] == _identity(want)[0]]
-        return same_kind[0] if same_kind else None
-    return best
-
-
-def _identity(want: Expectation) -> tuple[str, ...]:
-    if want.notice is not None:
-        return ("notice", want.notice.rule)
-    assert want.task is not None
-    return ("task", want.task.rule)
-
-
-def _identity_of(output: CustomerNotice | InterventionTask) -> tuple[str, ...]:
-    return ("notice" if isinstance(output, CustomerNotice) else "task", output.rule_id)
+    """The output of the same kind that differs from `want` in fewest fields."""
+    kind = CustomerNotice if want.notice is not None else InterventionTask
+    same_kind = [o for o in candidates if isinstance(o, kind)]
+    return min(same_kind, key=lambda o: len(_differences(want, o)), default=None)
 
 
 def _check(name: str, want: object, got: object) -> list[str]:

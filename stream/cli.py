@@ -72,24 +72,17 @@ def cmd_rules_check(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _test_files(settings: Settings, paths: list[str] | None) -> list[Path]:
-    """Given paths (files or directories), or each configured rule path's
-    `tests/` directory."""
-    roots = [Path(p) for p in paths] if paths else [p / "tests" for p in settings.rule_paths]
-    files: list[Path] = []
-    for root in roots:
-        if root.is_dir():
-            files.extend(sorted(p for p in root.iterdir() if p.suffix in (".yaml", ".yml")))
-        else:
-            files.append(root)
-    return files
-
-
 def cmd_rules_test(settings: Settings, args: argparse.Namespace) -> int:
+    from rules.loader import rule_files
     from rules.ruletest import run_test_files
 
-    files = _test_files(settings, args.paths)
+    # Given files or directories, or each configured rule path's `tests/`.
+    roots = (
+        [Path(p) for p in args.paths] if args.paths else [p / "tests" for p in settings.rule_paths]
+    )
+    files, missing = rule_files(roots)
     run = run_test_files(files)
+    run.diagnostics[:0] = missing
     for diagnostic in run.diagnostics:
         print(diagnostic)
     for case in run.cases:
