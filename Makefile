@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint unit integration kafka-start kafka-stop schemas clean
+.PHONY: run test lint unit integration bench dashboard kafka-start kafka-stop schemas clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -23,13 +23,18 @@ test: $(STAMP)
 	@bash dev/test
 
 lint: $(STAMP)
-	$(BIN)/ruff check schemas rules sinks stream tests
-	$(BIN)/ruff format --check schemas rules sinks stream tests
-	$(BIN)/mypy
-	$(BIN)/lint-imports
+	@bash dev/lint
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
+
+## bench: measure one worker on the real broker (not part of `make test`); JSON in var/bench/
+bench: $(STAMP)
+	@bash dev/bench
+
+## dashboard: regenerate docker/grafana/dashboards/forewarn.json from dev/dashboard.py
+dashboard: $(STAMP)
+	$(BIN)/python dev/dashboard.py
 
 kafka-start:
 	@dev/kafka start

@@ -5,9 +5,10 @@ decoding stays ours, RocksDB tables with changelogs, and the web server bound
 to localhost with the table/router/graph/stats views off.
 
 Agents are a few lines each: read the key's record, let the `Processor` do
-the work, send the outputs and wait for their acks, then write the record.
-Each agent runs with concurrency 1 and is the only writer of its tables, so
-a record is never updated by two coroutines at once.
+the work, send the outputs, and hand the new record to the agent's
+`Inflight`, which writes it and acks the input once the outputs are
+acknowledged. Each agent runs with concurrency 1 and is the only writer of
+its tables, so a record is never updated by two coroutines at once.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from rules.ruleset import RuleSet
 from sinks import OutputTopic
 from stream.connection import ssl_context
 from stream.decoding import RawRecord
+from stream.inflight import Inflight
 from stream.metrics import Metrics
 from stream.processor import Outcome, Processor
 from stream.reload import RuleReloader
@@ -81,6 +83,8 @@ def create_app(
         web_in_thread=False,
         producer_linger_ms=5,
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.kafka.session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.kafka.session_timeout_seconds / 3),
     )
     Wiring(app, settings, Processor(settings, rules, metrics), metrics, reloader)
     return app
@@ -124,6 +128,9 @@ class Wiring:
         self.subscribers = raw_table(app, SUBSCRIBER_TABLE, settings)
         self.network = raw_table(app, NETWORK_TABLE, settings)
         self.members = raw_table(app, MEMBERS_TABLE, settings)
+        self.inflight = {
+            name: Inflight(self.output_failed) for name in (SUBSCRIBER_AGENT, NETWORK_AGENT)
+        }
         p = processor
         subscriber_source = raw_topics(app, p.usage, p.billing, p.profiles, p.intents)
         network_source = raw_topics(app, p.network_quality, p.membership)
@@ -148,51 +155,53 @@ class Wiring:
         app.task(self.on_start)
 
     async def subscriber_agent(self, stream: Any) -> None:
-        async for event in stream.events():
+        inflight = self.inflight[SUBSCRIBER_AGENT]
+        async for event in stream.noack().events():
             started = time.perf_counter()
             raw = raw_record(event)
-            outcome = self.processor.subscriber(
-                raw, self.subscribers.get(raw.key) if raw.key else None
-            )
-            await self.apply(outcome, raw, self.subscribers)
+            outcome = self.processor.subscriber(raw, inflight.get(self.subscribers, raw.key))
+            await self.apply(inflight, event, outcome, raw, self.subscribers)
             self.metrics.processing.labels(SUBSCRIBER_AGENT).observe(time.perf_counter() - started)
 
     async def network_agent(self, stream: Any) -> None:
-        async for event in stream.events():
+        inflight = self.inflight[NETWORK_AGENT]
+        async for event in stream.noack().events():
             started = time.perf_counter()
             raw = raw_record(event)
             key = raw.key
             if raw.topic == self.processor.membership:
-                outcome = self.processor.network(raw, self.members.get(key) if key else None, none)
+                outcome = self.processor.network(raw, inflight.get(self.members, key), none)
             else:
 
                 def members(k: bytes | None = key) -> bytes | None:
-                    return self.members.get(k) if k else None
+                    return inflight.get(self.members, k)
 
-                outcome = self.processor.network(
-                    raw, self.network.get(key) if key else None, members
-                )
-            await self.apply(outcome, raw, self.network)
+                outcome = self.processor.network(raw, inflight.get(self.network, key), members)
+            await self.apply(inflight, event, outcome, raw, self.network)
             self.metrics.processing.labels(NETWORK_AGENT).observe(time.perf_counter() - started)
 
-    async def apply(self, outcome: Outcome, raw: RawRecord, table: Any) -> None:
-        """Send, wait for the acks, then write state (see `Outcome`)."""
-        pending = [
-            await self.outputs[r.topic].send(key=r.key, value=r.value) for r in outcome.outputs
-        ]
-        pending += [
+    async def apply(
+        self, inflight: Inflight, event: Any, outcome: Outcome, raw: RawRecord, table: Any
+    ) -> None:
+        """Send the outputs; state and the input's ack follow their acks (see `Inflight`)."""
+        sent = [await self.outputs[r.topic].send(key=r.key, value=r.value) for r in outcome.outputs]
+        sent += [
             await self.internal[topic].send(key=key, value=value)
             for topic, key, value in outcome.internal
         ]
-        if pending:
-            await asyncio.gather(*pending)
+        writes: list[tuple[Any, bytes, bytes]] = []
         if raw.key is not None:
             if outcome.record is not None:
-                table[raw.key] = outcome.record
+                writes.append((table, raw.key, outcome.record))
             if outcome.members is not None:
-                self.members[raw.key] = outcome.members
+                writes.append((self.members, raw.key, outcome.members))
+        inflight.add(event, sent, writes)
+        await inflight.room()
         if raw.partition is not None and raw.offset is not None:
             self.positions[(raw.topic, raw.partition)] = raw.offset
+
+    def output_failed(self, exc: BaseException) -> None:
+        self.crashing = asyncio.ensure_future(self.app.crash(exc))
 
     async def on_start(self) -> None:
         loop = asyncio.get_running_loop()

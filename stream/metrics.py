@@ -9,10 +9,27 @@ from a registry of our own, so nothing else leaks in.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 PROCESSING_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1)
+
+
+# Label values known in advance are exported at 0 from the start, so that
+# dashboards and alerts see a series (and `rate()` a first sample) before the
+# first occurrence.
+INPUT_SOURCES = ("usage", "billing", "network_quality", "profiles")
+DEAD_LETTER_REASONS = (
+    "invalid_json",
+    "empty_value",
+    "validation_error",
+    "key_mismatch",
+    "missing_key",
+    "processing_error",
+    "rule_error",
+)
 
 
 class Metrics:
@@ -47,14 +64,14 @@ class Metrics:
         )
         self.notices = Counter(
             "forewarn_notices_total",
-            "Customer notices produced, by channel and severity.",
-            ["channel", "severity"],
+            "Customer notices produced, by rule, tier, channel and severity.",
+            ["rule", "tier", "channel", "severity"],
             registry=r,
         )
         self.tasks = Counter(
             "forewarn_tasks_total",
-            "Intervention tasks produced, by queue, priority and status.",
-            ["queue", "priority", "status"],
+            "Intervention tasks produced, by rule, tier, queue, priority and status.",
+            ["rule", "tier", "queue", "priority", "status"],
             registry=r,
         )
         self.suppressions = Counter(
@@ -122,6 +139,22 @@ class Metrics:
             ["table"],
             registry=r,
         )
+
+    def declare(self, rule_ids: Iterable[str], suppression_reasons: Iterable[str]) -> None:
+        """Export the known label values at 0 (see above)."""
+        reasons = tuple(suppression_reasons)
+        for source in INPUT_SOURCES:
+            self.events.labels(source)
+            for reason in DEAD_LETTER_REASONS:
+                if reason != "rule_error":
+                    self.invalid.labels(source, reason)
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(reason)
+        for rule_id in rule_ids:
+            self.evaluations.labels(rule_id)
+            self.rule_failures.labels(rule_id)
+            for reason in reasons:
+                self.suppressions.labels(rule_id, reason)
 
     def serve(self, host: str, port: int) -> None:
         if port:

@@ -25,7 +25,8 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
-from rules.engine import InputEvent, key_of
+from rules.engine import InputEvent, Reason, key_of
+from rules.policy import PolicyReason
 from rules.records import (
     Effects,
     apply_event,
@@ -80,8 +81,8 @@ class Processor:
     def __init__(
         self, settings: Settings, rules: RuleSet, metrics: Metrics, clock: Clock = wall_clock
     ) -> None:
-        self.rules = rules
         self.metrics = metrics
+        self.rules = rules
         self.clock = clock
         t = settings.topic
         self.usage, self.billing = t("usage_events"), t("billing_events")
@@ -96,6 +97,18 @@ class Processor:
             self.intents: "notice_intents",
             self.membership: "cell_membership",
         }
+
+    @property
+    def rules(self) -> RuleSet:
+        return self._rules
+
+    @rules.setter
+    def rules(self, rules: RuleSet) -> None:
+        self.metrics.declare(
+            (rule.id for rule in rules.rules),
+            (*(r.value for r in Reason), *(r.value for r in PolicyReason)),
+        )
+        self._rules = rules
 
     # -- the two agents' entry points ------------------------------------
 
@@ -240,9 +253,17 @@ class Processor:
             outcome.outputs.append(encode(output))
             m.latency.observe(max((now - output.event_time).total_seconds(), 0.0))
             if isinstance(output, CustomerNotice):
-                m.notices.labels(output.channel.value, output.severity.value).inc()
+                m.notices.labels(
+                    output.rule_id, output.tier, output.channel.value, output.severity.value
+                ).inc()
             elif isinstance(output, InterventionTask):
-                m.tasks.labels(output.queue.value, output.priority.value, output.status.value).inc()
+                m.tasks.labels(
+                    output.rule_id,
+                    output.tier,
+                    output.queue.value,
+                    output.priority.value,
+                    output.status.value,
+                ).inc()
         for intent in effects.intents:
             assert intent.subscriber_id is not None
             outcome.internal.append(

@@ -9,9 +9,10 @@ Examples: `FOREWARN_KAFKA_BOOTSTRAP=broker1:9093,broker2:9093`,
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +47,11 @@ class KafkaSettings(BaseModel):
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
     ssl_check_hostname: bool = True
+    session_timeout_seconds: Annotated[float, Field(ge=6, le=300)] = Field(
+        default=30.0,
+        description="How long the group waits for a silent worker before its partitions move"
+        " to the others (failover time after a crash; a clean stop leaves at once).",
+    )
 
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -93,6 +99,29 @@ class Settings(BaseSettings):
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9477
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|text)$")
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as `FOREWARN_*` variables, for a child worker process."""
+        env: dict[str, str] = {}
+
+        def put(name: str, value: Any) -> None:
+            if value is None:
+                return
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if isinstance(value, BaseModel):
+                for field in type(value).model_fields:
+                    put(f"{name}__{field.upper()}", getattr(value, field))
+            elif isinstance(value, StrEnum | str | Path):
+                env[name] = str(value)
+            elif isinstance(value, tuple):
+                env[name] = json.dumps([str(v) for v in value])
+            else:
+                env[name] = json.dumps(value)
+
+        for field in type(self).model_fields:
+            put(f"FOREWARN_{field.upper()}", getattr(self, field))
+        return env
 
     def topic(self, logical: str) -> str:
         """The physical name of a logical topic (a `TopicNames` field)."""

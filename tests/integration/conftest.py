@@ -7,7 +7,6 @@ and skip elsewhere (a developer running only unit tests).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -66,7 +65,8 @@ def settings(bootstrap: str, tmp_path: Path) -> Settings:
     s = Settings(
         app_id=f"forewarn-test-{unique}",
         topic_prefix=f"t-{unique}-",
-        kafka=KafkaSettings(bootstrap=bootstrap),
+        # A short session: a killed worker's partitions move within seconds.
+        kafka=KafkaSettings(bootstrap=bootstrap, session_timeout_seconds=8),
         partitions=3,
         state_dir=tmp_path / "state",
         web_port=free_port(),
@@ -81,21 +81,7 @@ def settings(bootstrap: str, tmp_path: Path) -> Settings:
 
 def settings_env(s: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FOREWARN_")}
-    env.update(
-        {
-            "FOREWARN_APP_ID": s.app_id,
-            "FOREWARN_TOPIC_PREFIX": s.topic_prefix,
-            "FOREWARN_KAFKA__BOOTSTRAP": s.kafka.bootstrap,
-            "FOREWARN_PARTITIONS": str(s.partitions),
-            "FOREWARN_STATE_DIR": str(s.state_dir),
-            "FOREWARN_WEB_PORT": str(s.web_port),
-            "FOREWARN_METRICS_PORT": str(s.metrics_port),
-            "FOREWARN_LOG_FORMAT": s.log_format,
-            "FOREWARN_RULE_PATHS": json.dumps([str(p) for p in s.rule_paths]),
-            "FOREWARN_RULES_POLL_SECONDS": str(s.rules_poll_seconds),
-        }
-    )
-    return env
+    return {**env, **s.as_env()}
 
 
 class WorkerProcess:

@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from rules.loader import load_rule_set
 from sinks import ListDestination
@@ -165,3 +167,34 @@ def test_rule_changes_apply_live_and_a_bad_change_is_refused(
         assert "data-usage.yaml:" in log and "the previous rules keep running" in log
     finally:
         proc.stop()
+
+
+def test_sigterm_commits_what_was_processed_and_exits_within_seconds(
+    kafka: KafkaProbe, settings: Settings, tmp_path: Path
+) -> None:
+    proc = WorkerProcess(settings, tmp_path / "worker.log")
+    proc.start()
+    sids = [f"86134{i:08d}" for i in range(500)]
+    for i, sid in enumerate(sids):
+        kafka.send("usage_events", sid, usage(i, sid, 850))
+    kafka.flush()
+    assert len(kafka.read("customer_notices", len(sids))) == len(sids)
+    assert proc.proc is not None
+    started = time.monotonic()
+    proc.proc.send_signal(signal.SIGTERM)
+    code = proc.proc.wait(timeout=30)
+    took = time.monotonic() - started
+    assert code == 0, proc.log_tail()
+    assert took < 10, f"SIGTERM took {took:.1f}s"
+    # Everything processed was committed: a restart resumes at the end.
+    topic = settings.topic("usage_events")
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    try:
+        committed = admin.list_group_offsets(settings.app_id)[settings.app_id]
+        parts = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        ends = consumer.end_offsets(parts)
+    finally:
+        admin.close()
+        consumer.close()
+    assert {tp: committed[tp].offset for tp in parts} == ends

@@ -78,6 +78,8 @@ def test_worker_outputs_equal_replay_outputs_with_the_same_ids(
     assert kafka.read("dead_letters", 0, timeout=2) == []
 
     m = scrape(settings)
+    rules_fired = {n["rule_id"] for n in notices}
+    assert len(rules_fired) == 7
     usage = sum(r["topic"] == "usage-events" for r in events())
     assert metric(m, "forewarn_events_consumed_total", source="usage") == usage
     assert metric(m, "forewarn_rule_firings_total", rule="data-usage", tier="80pct") == 1
@@ -85,6 +87,11 @@ def test_worker_outputs_equal_replay_outputs_with_the_same_ids(
     assert metric(m, "forewarn_notices_total") == len(notices)
     assert metric(m, "forewarn_notices_total", channel="voice_call") == 2
     assert metric(m, "forewarn_tasks_total", queue="fraud", priority="P1", status="open") == 1
+    for rule in rules_fired:  # per rule and tier, as the dashboard shows them
+        assert metric(m, "forewarn_notices_total", rule=rule) == sum(
+            n["rule_id"] == rule for n in notices
+        )
+    assert metric(m, "forewarn_tasks_total", rule="abnormal-charges", tier="extreme") == 1
     assert metric(m, "forewarn_detection_latency_seconds_count") == len(notices) + len(tasks)
     assert metric(m, "forewarn_dead_letters_total") == 0
     assert metric(m, "forewarn_rules_loaded") == 7

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from stream.settings import SecurityProtocol, Settings
+from stream.settings import KafkaSettings, SecurityProtocol, Settings
 
 
 def test_defaults_bind_to_localhost_and_use_contract_topic_names(
@@ -43,3 +45,28 @@ def test_settings_are_frozen() -> None:
     s = Settings(_env_file=None)  # type: ignore[call-arg]
     with pytest.raises(ValidationError):
         s.partitions = 3  # type: ignore[misc]
+
+
+def test_as_env_gives_a_child_process_the_same_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    s = Settings(
+        app_id="ops",
+        kafka=KafkaSettings(
+            bootstrap="b1:9093",
+            security_protocol=SecurityProtocol.SASL_SSL,
+            sasl_username="forewarn",
+            sasl_password="s3cret",  # type: ignore[arg-type]
+            session_timeout_seconds=12,
+        ),
+        rule_paths=(tmp_path / "a", tmp_path / "b"),
+        rules_poll_seconds=0.5,
+        web_host="0.0.0.0",
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    for name, value in s.as_env().items():
+        monkeypatch.setenv(name, value)
+    again = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert again == s
+    assert again.kafka.sasl_password is not None
+    assert again.kafka.sasl_password.get_secret_value() == "s3cret"

@@ -1,0 +1,398 @@
+"""The Grafana dashboard for people who run Forewarn, built with Grafana's
+own Foundation SDK (typed builders of Grafana's dashboard schema) rather than
+edited by hand.
+
+    .venv/bin/python dev/dashboard.py          # writes docker/grafana/dashboards/forewarn.json
+    .venv/bin/python dev/dashboard.py --check  # exit 1 if the checked-in file is stale
+
+Every query here is also run against a real Prometheus scraping a real worker
+in `tests/integration/test_observability.py`, so a renamed metric fails the
+suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import prometheus, stat, timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import dashboard as model
+
+OUT = Path(__file__).resolve().parent.parent / "docker" / "grafana" / "dashboards" / "forewarn.json"
+DS = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
+RATE = "[$__rate_interval]"
+
+
+@dataclass(frozen=True)
+class Query:
+    expr: str
+    legend: str
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    description: str
+    unit: str
+    queries: tuple[Query, ...]
+    kind: str = "timeseries"
+    width: int = 12
+    mappings: tuple[tuple[str, str, str], ...] = ()
+
+
+def q(expr: str, legend: str = "") -> Query:
+    return Query(expr, legend)
+
+
+ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
+    (
+        "Service",
+        (
+            Panel(
+                "Workers up",
+                "Workers Prometheus can scrape right now. Fewer than you run means a worker is"
+                " down or unreachable; its partitions move to the others after the session"
+                " timeout.",
+                "none",
+                (q('sum(up{job="forewarn", instance=~"$instance"})', "up"),),
+                kind="stat",
+                width=6,
+            ),
+            Panel(
+                "Rules loaded",
+                "Rules in the running rule set, per worker (they should agree).",
+                "none",
+                (q('max(forewarn_rules_loaded{instance=~"$instance"})', "rules"),),
+                kind="stat",
+                width=6,
+            ),
+            Panel(
+                "Last rule reload",
+                "OK when every worker's last rule (re)load succeeded; REJECTED when a changed"
+                " rule file was refused (the previous rules keep running; see the worker log for"
+                " the located errors).",
+                "none",
+                (q('min(forewarn_rules_last_reload_success{instance=~"$instance"})', "reload"),),
+                kind="stat",
+                width=6,
+                mappings=(("1", "OK", "green"), ("0", "REJECTED", "red")),
+            ),
+            Panel(
+                "Since last reload attempt",
+                "Time since the most recent rule (re)load attempt on any worker.",
+                "s",
+                (
+                    q(
+                        "time() - max(forewarn_rules_last_reload_timestamp_seconds"
+                        '{instance=~"$instance"})',
+                        "age",
+                    ),
+                ),
+                kind="stat",
+                width=6,
+            ),
+        ),
+    ),
+    (
+        "Throughput",
+        (
+            Panel(
+                "Events consumed per source",
+                "Input records consumed per second, by source (usage, billing, network quality,"
+                " profiles, and the internal fan-out topics).",
+                "ops",
+                (
+                    q(
+                        "sum by (source) (rate(forewarn_events_consumed_total"
+                        f'{{source=~"$source", instance=~"$instance"}}{RATE}))',
+                        "{{source}}",
+                    ),
+                ),
+            ),
+            Panel(
+                "Invalid events",
+                "Input records that could not be decoded or validated per second, by source and"
+                " reason. Each one is in the dead-letters topic with its raw payload.",
+                "ops",
+                (
+                    q(
+                        "sum by (source, reason) (rate(forewarn_invalid_events_total"
+                        f'{{source=~"$source", instance=~"$instance"}}{RATE}))',
+                        "{{source}} {{reason}}",
+                    ),
+                ),
+            ),
+            Panel(
+                "Dead letters",
+                "Records written to the dead-letters topic per second, by reason (bad input, key"
+                " mismatch, rule errors).",
+                "ops",
+                (
+                    q(
+                        "sum by (reason) (rate(forewarn_dead_letters_total"
+                        f'{{instance=~"$instance"}}{RATE}))',
+                        "{{reason}}",
+                    ),
+                ),
+            ),
+            Panel(
+                "Processing time per record (p99)",
+                "99th percentile of the time one input record takes, by agent (`engine` is the"
+                " rule engine alone; the agent figure includes decoding and sends).",
+                "s",
+                (
+                    q(
+                        "histogram_quantile(0.99, sum by (le, agent)"
+                        " (rate(forewarn_event_processing_seconds_bucket"
+                        f'{{instance=~"$instance"}}{RATE})))',
+                        "{{agent}}",
+                    ),
+                ),
+            ),
+        ),
+    ),
+    (
+        "Detection",
+        (
+            Panel(
+                "Detection latency",
+                "From the triggering event's own event time to the notice or task being"
+                " produced: p50, p95 and p99. Includes upstream delay before the event reached"
+                " Kafka.",
+                "s",
+                tuple(
+                    q(
+                        f"histogram_quantile({p}, sum by (le)"
+                        " (rate(forewarn_detection_latency_seconds_bucket"
+                        f'{{instance=~"$instance"}}{RATE})))',
+                        f"p{int(p * 100)}",
+                    )
+                    for p in (0.5, 0.95, 0.99)
+                ),
+            ),
+            Panel(
+                "Rule firings by rule and tier",
+                "Tiers that fired per second (before the notice policy).",
+                "ops",
+                (
+                    q(
+                        "sum by (rule, tier) (rate(forewarn_rule_firings_total"
+                        f'{{rule=~"$rule", instance=~"$instance"}}{RATE}))',
+                        "{{rule}} {{tier}}",
+                    ),
+                ),
+            ),
+            Panel(
+                "Notices by rule and tier",
+                "Customer notices produced per second, by rule and tier.",
+                "ops",
+                (
+                    q(
+                        "sum by (rule, tier) (rate(forewarn_notices_total"
+                        f'{{rule=~"$rule", instance=~"$instance"}}{RATE}))',
+                        "{{rule}} {{tier}}",
+                    ),
+                ),
+            ),
+            Panel(
+                "Notices by channel",
+                "Customer notices produced per second, by channel (sms, app push, email, voice"
+                " call for elderly customers) and severity.",
+                "ops",
+                (
+                    q(
+                        "sum by (channel, severity) (rate(forewarn_notices_total"
+                        f'{{rule=~"$rule", instance=~"$instance"}}{RATE}))',
+                        "{{channel}} {{severity}}",
+                    ),
+                ),
+            ),
+            Panel(
+                "Intervention tasks by queue and priority",
+                "Tasks produced per second for operations teams (fraud, field service, billing"
+                " risk...), by queue and priority.",
+                "ops",
+                (
+                    q(
+                        "sum by (queue, priority) (rate(forewarn_tasks_total"
+                        f'{{rule=~"$rule", instance=~"$instance"}}{RATE}))',
+                        "{{queue}} {{priority}}",
+                    ),
+                ),
+            ),
+            Panel(
+                "Suppressions by reason",
+                "Detections or notices not sent (or deferred) per second, by reason: duplicate,"
+                " cooldown, quiet hours, fatigue cap, opt-out... This is the 'never spam' side.",
+                "ops",
+                (
+                    q(
+                        "sum by (reason) (rate(forewarn_suppressions_total"
+                        f'{{rule=~"$rule", instance=~"$instance"}}{RATE}))',
+                        "{{reason}}",
+                    ),
+                ),
+            ),
+        ),
+    ),
+    (
+        "Kafka and state",
+        (
+            Panel(
+                "Consumer lag by topic",
+                "Messages waiting to be processed, by topic, summed over partitions and workers."
+                " Steady growth means the workers cannot keep up: add workers (up to the"
+                " partition count).",
+                "short",
+                (
+                    q(
+                        'sum by (topic) (forewarn_consumer_lag_messages{instance=~"$instance"})',
+                        "{{topic}}",
+                    ),
+                ),
+            ),
+            Panel(
+                "State size",
+                "Estimated live bytes of local RocksDB state, by table (restored from changelog"
+                " topics when a partition moves).",
+                "bytes",
+                (
+                    q(
+                        'sum by (table) (forewarn_state_bytes{instance=~"$instance"})',
+                        "{{table}}",
+                    ),
+                ),
+            ),
+            Panel(
+                "Rule errors",
+                "Rule evaluations that raised per second, by rule; each is also a dead letter"
+                " naming the rule.",
+                "ops",
+                (
+                    q(
+                        "sum by (rule) (rate(forewarn_rule_failures_total"
+                        f'{{rule=~"$rule", instance=~"$instance"}}{RATE}))',
+                        "{{rule}}",
+                    ),
+                ),
+            ),
+        ),
+    ),
+)
+
+
+def label_variable(name: str, label: str, metric: str, description: str) -> db.QueryVariable:
+    return (
+        db.QueryVariable(name)
+        .label(label)
+        .description(description)
+        .datasource(DS)
+        .query(f"label_values({metric}, {name})")
+        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(model.VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+        .current(model.VariableOption(selected=True, text="All", value="$__all"))
+    )
+
+
+def panel(p: Panel) -> Any:
+    builder: Any = stat.Panel() if p.kind == "stat" else timeseries.Panel()
+    builder = (
+        builder.title(p.title)
+        .description(p.description)
+        .unit(p.unit)
+        .datasource(DS)
+        .height(4 if p.kind == "stat" else 8)
+        .span(p.width)
+    )
+    for i, query in enumerate(p.queries):
+        builder = builder.with_target(
+            prometheus.Dataquery()
+            .expr(query.expr)
+            .legend_format(query.legend)
+            .ref_id(chr(ord("A") + i))
+            .range()
+        )
+    if p.mappings:
+        builder = builder.mappings(
+            [
+                model.ValueMap(options={value: model.ValueMappingResult(text=text, color=color)})
+                for value, text, color in p.mappings
+            ]
+        )
+    return builder
+
+
+def build() -> dict[str, Any]:
+    dash = (
+        db.Dashboard("Forewarn")
+        .uid("forewarn")
+        .description(
+            "Forewarn proactive-care workers: throughput, detection latency, notices and"
+            " tasks, suppressions, dead letters, consumer lag, rule reloads."
+        )
+        .tags(["forewarn", "kafka", "faust"])
+        .time("now-1h", "now")
+        .refresh("30s")
+        .timezone("browser")
+        .editable()
+        .with_variable(db.DatasourceVariable("datasource").label("Data source").type("prometheus"))
+        .with_variable(
+            label_variable("instance", "Worker", 'up{job="forewarn"}', "Workers to include.")
+        )
+        .with_variable(
+            label_variable(
+                "source",
+                "Source",
+                "forewarn_events_consumed_total",
+                "Input sources to include in throughput panels.",
+            )
+        )
+        .with_variable(
+            label_variable(
+                "rule",
+                "Rule",
+                "forewarn_rule_evaluations_total",
+                "Rules to include in detection panels.",
+            )
+        )
+    )
+    for title, panels in ROWS:
+        dash = dash.with_row(db.Row(title))
+        for p in panels:
+            dash = dash.with_panel(panel(p))
+    encoded = json.loads(json.dumps(dash.build(), cls=JSONEncoder))
+    assert isinstance(encoded, dict)
+    return encoded
+
+
+def render() -> str:
+    return json.dumps(build(), indent=2, sort_keys=True) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help="fail if the checked-in file is stale")
+    args = ap.parse_args()
+    text = render()
+    if args.check:
+        if not OUT.exists() or OUT.read_text() != text:
+            print(f"{OUT} is stale: run .venv/bin/python dev/dashboard.py", file=sys.stderr)
+            return 1
+        return 0
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(text)
+    print(f"wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""One agent's in-flight inputs: the state writes and input acks that wait
+for the broker to acknowledge the outputs they caused.
+
+This is how the worker keeps at-least-once delivery without a broker round
+trip per event. For each input record, in order:
+
+1. its outputs are sent, not awaited;
+2. its new state record is visible at once to later inputs of the same key
+   (an overlay over the table);
+3. once the broker has acknowledged its outputs *and those of every input
+   before it*, the record is written to the table (and so to the changelog)
+   and the input is acked. Faust commits only acked inputs, after flushing
+   its producer.
+
+A crash anywhere replays from the last commit: an input whose outputs were
+not acknowledged was never written to state, so it is processed again from
+the state before it and gives the same outputs with the same ids. An input
+whose state was written had its outputs acknowledged first, so the engine's
+duplicate check may skip it safely. Inputs without outputs, with nothing
+queued before them, are written and acked on the spot (the common case).
+
+If the broker refuses an output for good, nothing after it is written or
+acked and the worker stops with an error, to be restarted and replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from faust.streams import _current_event
+
+log = logging.getLogger("forewarn.inflight")
+
+Write = tuple[Any, bytes, bytes]  # (table, key, value)
+
+
+@dataclass
+class Pending:
+    event: Any
+    futures: Sequence[asyncio.Future[Any]]
+    writes: Sequence[Write]
+    waiting: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.waiting = sum(1 for f in self.futures if not f.done())
+
+
+class Inflight:
+    """FIFO of inputs waiting for their outputs; `limit` bounds it (back-pressure)."""
+
+    def __init__(self, on_failure: Callable[[BaseException], None], limit: int = 2000) -> None:
+        self.on_failure = on_failure
+        self.limit = limit
+        self.queue: deque[Pending] = deque()
+        self.overlay: dict[tuple[int, bytes], bytes] = {}
+        self.failed: BaseException | None = None
+        self.drained = asyncio.Event()
+
+    def get(self, table: Any, key: bytes | None) -> bytes | None:
+        """The key's latest record, including writes still in flight."""
+        if key is None:
+            return None
+        found = self.overlay.get((id(table), key))
+        return found if found is not None else table.get(key)
+
+    def __len__(self) -> int:
+        return len(self.queue)
+
+    def add(
+        self, event: Any, futures: Sequence[asyncio.Future[Any]], writes: Sequence[Write]
+    ) -> None:
+        """Called for the current event, after its outputs were sent."""
+        if not futures and not self.queue:
+            _apply(writes)
+            event.ack()
+            return
+        pending = Pending(event, futures, writes)
+        for table, key, value in writes:
+            self.overlay[(id(table), key)] = value
+        self.queue.append(pending)
+        for f in futures:
+            if not f.done():
+                f.add_done_callback(partial(self._done, pending))
+        self._drain()
+
+    async def room(self) -> None:
+        """Wait while the queue is at its limit (the broker is behind)."""
+        while len(self.queue) >= self.limit and self.failed is None:
+            self.drained.clear()
+            await self.drained.wait()
+
+    def _done(self, pending: Pending, future: asyncio.Future[Any]) -> None:
+        pending.waiting -= 1
+        if not future.cancelled() and future.exception() is not None and self.failed is None:
+            self.failed = future.exception()
+            log.error("the broker refused an output; stopping so the input is replayed")
+            self.on_failure(future.exception())  # type: ignore[arg-type]
+        self._drain()
+
+    def _drain(self) -> None:
+        if self.failed is not None:
+            return
+        while self.queue and self.queue[0].waiting == 0:
+            pending = self.queue.popleft()
+            if any(f.cancelled() or f.exception() is not None for f in pending.futures):
+                self.failed = RuntimeError("an output was not delivered")
+                self.on_failure(self.failed)
+                return
+            token = _current_event.set(weakref.ref(pending.event))
+            try:
+                _apply(pending.writes)
+            finally:
+                _current_event.reset(token)
+            for table, key, value in pending.writes:
+                slot = (id(table), key)
+                if self.overlay.get(slot) is value:
+                    del self.overlay[slot]
+            pending.event.ack()
+        self.drained.set()
+
+
+def _apply(writes: Sequence[Write]) -> None:
+    """Table writes belong to the partition of the event that caused them:
+    Faust reads it from the current event, which `_drain` sets."""
+    for table, key, value in writes:
+        table[key] = value

@@ -1,0 +1,139 @@
+"""Two workers in one consumer group, against the real broker: they split the
+partitions between them, and when one is killed the other takes its
+partitions over, restores their state from the changelogs and goes on, so no
+expected output is lost and state-dependent rules still add up."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaAdminClient
+
+from rules.loader import load_rule_set
+from sinks import ListDestination
+from stream.replay import replay
+from stream.settings import DEFAULT_RULES_DIR, Settings
+from tests.integration.conftest import WorkerProcess, free_port, metric, scrape, wait_for
+from tests.integration.kafka import KafkaProbe
+
+pytestmark = pytest.mark.integration
+
+SUBSCRIBERS = [f"86135{i:08d}" for i in range(300)]
+
+
+def charge(n: int, sid: str, minute: int) -> dict[str, Any]:
+    return {
+        "topic": "billing-events",
+        "key": sid,
+        "value": {
+            "event_id": f"b{n}",
+            "subscriber_id": sid,
+            "event_time": f"2026-11-20T10:{minute:02d}:00+08:00",
+            "charge_type": "international_call",
+            "amount": 60,
+        },
+    }
+
+
+def ready(worker: WorkerProcess) -> bool:
+    import urllib.request
+
+    url = f"http://127.0.0.1:{worker.settings.web_port}/ready"
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        return bool(resp.status == 200)
+
+
+def assignment(settings: Settings) -> dict[str, set[int]]:
+    """{member id: partitions of the usage topic} for the app's consumer group."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    try:
+        group = admin.describe_groups([settings.app_id])[settings.app_id]
+    finally:
+        admin.close()
+    topic = settings.topic("billing_events")
+    return {
+        m["member_id"]: {
+            p
+            for t in m["member_assignment"]["assigned_partitions"]
+            if t["topic"] == topic
+            for p in t["partitions"]
+        }
+        for m in group["members"]
+    }
+
+
+def test_two_workers_split_partitions_and_one_takes_over_when_the_other_dies(
+    kafka: KafkaProbe, settings: Settings, tmp_path: Path
+) -> None:
+    # Each charge alone (60 CNY) is below the 100 CNY hourly alarm; the two
+    # together, ten minutes apart, are above it. A worker that took over a
+    # partition without its state would miss the alarm.
+    first_half = [charge(i, sid, 0) for i, sid in enumerate(SUBSCRIBERS)]
+    second_half = [charge(1000 + i, sid, 10) for i, sid in enumerate(SUBSCRIBERS)]
+    rules = load_rule_set([DEFAULT_RULES_DIR]).rule_set
+    assert rules is not None
+    expected = ListDestination()
+    replay(
+        (json.dumps(r) for r in first_half + second_half),
+        rules,
+        expected,
+        event_time_created=True,
+    )
+    expected_ids = {
+        json.loads(r.value)["notice_id"] for r in expected.records if r.topic == "customer-notices"
+    }
+    assert len(expected_ids) == len(SUBSCRIBERS)
+
+    a = WorkerProcess(settings, tmp_path / "worker-a.log")
+    b_settings = settings.model_copy(
+        update={
+            "web_port": free_port(),
+            "metrics_port": free_port(),
+            "state_dir": tmp_path / "state-b",
+        }
+    )
+    b = WorkerProcess(b_settings, tmp_path / "worker-b.log")
+    a.start()
+    b.start()
+    try:
+        wait_for(lambda: ready(a) and ready(b), "both workers ready after the rebalance")
+        members = assignment(settings)
+        assert len(members) == 2, members
+        left, right = members.values()
+        assert left and right and not left & right, members
+        assert left | right == set(range(settings.partitions)), members
+
+        for r in first_half:
+            kafka.send_record(r)
+        kafka.flush()
+
+        def consumed(s: Settings) -> float:
+            return metric(scrape(s), "forewarn_events_consumed_total", source="billing")
+
+        wait_for(
+            lambda: consumed(settings) + consumed(b_settings) >= len(first_half),
+            "the first half, between the two workers",
+        )
+        assert consumed(settings) > 0 and consumed(b_settings) > 0  # both did work
+
+        assert b.proc is not None
+        b.proc.send_signal(signal.SIGKILL)
+        b.proc.wait()
+        for r in second_half:
+            kafka.send_record(r)
+        kafka.flush()
+
+        got = kafka.read("customer_notices", len(expected_ids), timeout=120)
+        assert {n["notice_id"] for n in got} == expected_ids
+        assert {n["tier"] for n in got} == {"unusual"}
+        members = assignment(settings)
+        assert list(members.values()) == [set(range(settings.partitions))], members
+    finally:
+        b.stop()
+        a.stop()
+    log = a.log_path.read_text(errors="replace")
+    assert "Traceback" not in log
