@@ -270,6 +270,25 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
                 ),
             ),
             Panel(
+                "Delivery: in-flight and directly read records",
+                "Records whose outputs await the broker's acknowledgement (their state is"
+                " written and their offset committed after it), and records Faust failed to"
+                " deliver that the worker read directly and processed. A steady in-flight"
+                " count is normal; one that only grows means the broker is not acknowledging.",
+                "short",
+                (
+                    q(
+                        'sum by (agent) (forewarn_inflight_records{instance=~"$instance"})',
+                        "in flight {{agent}}",
+                    ),
+                    q(
+                        "sum by (source) (increase(forewarn_input_gaps_total"
+                        f'{{instance=~"$instance"}}{RATE}))',
+                        "read directly {{source}}",
+                    ),
+                ),
+            ),
+            Panel(
                 "Rule errors",
                 "Rule evaluations that raised per second, by rule; each is also a dead letter"
                 " naming the rule.",

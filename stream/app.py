@@ -20,10 +20,12 @@ import time
 from typing import Any
 
 import faust
+from faust.types import Message
 
 from rules.ruleset import RuleSet
 from sinks import OutputTopic
 from stream.connection import ssl_context
+from stream.continuity import Continuity, refetch
 from stream.decoding import RawRecord
 from stream.inflight import Inflight
 from stream.metrics import Metrics
@@ -38,6 +40,7 @@ NETWORK_AGENT = "forewarn-network"
 SUBSCRIBER_TABLE = "forewarn-subscribers"
 NETWORK_TABLE = "forewarn-network"
 MEMBERS_TABLE = "forewarn-cell-members"
+INFLIGHT_WARN_SECONDS = 30.0
 
 
 def broker_credentials(settings: Settings) -> Any:
@@ -128,6 +131,7 @@ class Wiring:
         self.subscribers = raw_table(app, SUBSCRIBER_TABLE, settings)
         self.network = raw_table(app, NETWORK_TABLE, settings)
         self.members = raw_table(app, MEMBERS_TABLE, settings)
+        self.continuity = Continuity(frozenset({settings.topic("customer_profiles")}))
         self.inflight = {
             name: Inflight(self.output_failed) for name in (SUBSCRIBER_AGENT, NETWORK_AGENT)
         }
@@ -155,30 +159,79 @@ class Wiring:
         app.task(self.on_start)
 
     async def subscriber_agent(self, stream: Any) -> None:
-        inflight = self.inflight[SUBSCRIBER_AGENT]
         async for event in stream.noack().events():
-            started = time.perf_counter()
-            raw = raw_record(event)
-            outcome = self.processor.subscriber(raw, inflight.get(self.subscribers, raw.key))
-            await self.apply(inflight, event, outcome, raw, self.subscribers)
-            self.metrics.processing.labels(SUBSCRIBER_AGENT).observe(time.perf_counter() - started)
+            for e in await self.with_missing(event):
+                await self.subscriber_record(e)
 
     async def network_agent(self, stream: Any) -> None:
-        inflight = self.inflight[NETWORK_AGENT]
         async for event in stream.noack().events():
-            started = time.perf_counter()
-            raw = raw_record(event)
-            key = raw.key
-            if raw.topic == self.processor.membership:
-                outcome = self.processor.network(raw, inflight.get(self.members, key), none)
-            else:
+            for e in await self.with_missing(event):
+                await self.network_record(e)
 
-                def members(k: bytes | None = key) -> bytes | None:
-                    return inflight.get(self.members, k)
+    async def subscriber_record(self, event: Any) -> None:
+        inflight = self.inflight[SUBSCRIBER_AGENT]
+        started = time.perf_counter()
+        raw = raw_record(event)
+        outcome = self.processor.subscriber(raw, inflight.get(self.subscribers, raw.key))
+        await self.apply(inflight, event, outcome, raw, self.subscribers)
+        self.metrics.processing.labels(SUBSCRIBER_AGENT).observe(time.perf_counter() - started)
 
-                outcome = self.processor.network(raw, inflight.get(self.network, key), members)
-            await self.apply(inflight, event, outcome, raw, self.network)
-            self.metrics.processing.labels(NETWORK_AGENT).observe(time.perf_counter() - started)
+    async def network_record(self, event: Any) -> None:
+        inflight = self.inflight[NETWORK_AGENT]
+        started = time.perf_counter()
+        raw = raw_record(event)
+        key = raw.key
+        if raw.topic == self.processor.membership:
+            outcome = self.processor.network(raw, inflight.get(self.members, key), none)
+        else:
+
+            def members(k: bytes | None = key) -> bytes | None:
+                return inflight.get(self.members, k)
+
+            outcome = self.processor.network(raw, inflight.get(self.network, key), members)
+        await self.apply(inflight, event, outcome, raw, self.network)
+        self.metrics.processing.labels(NETWORK_AGENT).observe(time.perf_counter() - started)
+
+    async def with_missing(self, event: Any) -> list[Any]:
+        """The records Faust failed to deliver before this one, then this one
+        (see `stream.continuity`)."""
+        msg = event.message
+        hole = self.continuity.check(msg.topic, msg.partition, msg.offset, msg.generation_id)
+        if hole is None:
+            return [event]
+        records = await refetch(self.settings, msg.topic, msg.partition, *hole)
+        log.warning(
+            "records %s[%d]@%d..%d were not delivered by Faust; %d read directly and processed",
+            msg.topic,
+            msg.partition,
+            hole[0],
+            hole[1] - 1,
+            len(records),
+        )
+        source = self.processor.sources.get(msg.topic, "unknown")
+        self.metrics.gaps.labels(source).inc(len(records))
+        missing = [
+            self.app.create_event(
+                r.key,
+                r.value,
+                r.headers,
+                Message(
+                    r.topic,
+                    r.partition,
+                    r.offset,
+                    r.timestamp / 1000.0,
+                    r.timestamp_type,
+                    r.headers,
+                    r.key,
+                    r.value,
+                    r.checksum,
+                    tp=msg.tp,
+                    generation_id=msg.generation_id,
+                ),
+            )
+            for r in records
+        ]
+        return [*missing, event]
 
     async def apply(
         self, inflight: Inflight, event: Any, outcome: Outcome, raw: RawRecord, table: Any
@@ -219,7 +272,17 @@ class Wiring:
             self.processor.rules = rules
 
     async def observe(self) -> None:
-        """Consumer lag per partition and local state size, for dashboards."""
+        """Consumer lag per partition, in-flight records and local state size."""
+        for agent, inflight in self.inflight.items():
+            self.metrics.inflight.labels(agent).set(len(inflight))
+            oldest = inflight.oldest()
+            self.metrics.inflight_oldest.labels(agent).set(oldest[0] if oldest else 0)
+            if oldest and oldest[0] > INFLIGHT_WARN_SECONDS:
+                log.warning(
+                    "outputs of %s unacknowledged for %.0fs; state writes and commits wait",
+                    raw_record(oldest[1]).where,
+                    oldest[0],
+                )
         consumer = self.app.consumer
         for tp in consumer.assignment():
             if tp.topic.endswith("-changelog"):

@@ -1,16 +1,22 @@
 """Decoding of raw Kafka records into validated input models.
 
-Every failure becomes a `DeadLetter` that says which topic[partition]@offset
-failed and why; nothing here raises for bad input.
+A record carries one JSON object, or, for event topics, a JSON array of
+them (a batch: producers that batch save a Kafka message per event, and the
+worker a state read and write per event). Every failure becomes a
+`DeadLetter` that says which topic[partition]@offset (and #index in a batch)
+failed and why; the other events of a batch are kept. Nothing here raises
+for bad input.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TypeVar
+from functools import cache
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from schemas import DeadLetter
 
@@ -26,10 +32,12 @@ class RawRecord:
     offset: int | None
     key: bytes | None
     value: bytes | None
+    index: int | None = None  # position within a batch
 
     @property
     def where(self) -> str:
-        return f"{self.topic}[{self.partition}]@{self.offset}"
+        batch = "" if self.index is None else f"#{self.index}"
+        return f"{self.topic}[{self.partition}]@{self.offset}{batch}"
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -72,6 +80,29 @@ def decode(record: RawRecord, model: type[M], received_at: datetime) -> M | Dead
         return dead_letter(record, kind, describe_validation_error(exc), received_at)
     except (UnicodeDecodeError, ValueError) as exc:  # pragma: no cover - pydantic wraps these
         return dead_letter(record, "invalid_json", str(exc), received_at)
+
+
+def decode_many(record: RawRecord, model: type[M], received_at: datetime) -> list[M | DeadLetter]:
+    """One event, or each event of a JSON array, validated as `model`."""
+    if record.value is None or record.value.lstrip()[:1] != b"[":
+        return [decode(record, model, received_at)]
+    try:
+        return list(_list_of(model).validate_json(record.value))  # the fast path
+    except ValidationError:
+        pass
+    try:
+        items = json.loads(record.value)
+    except ValueError as exc:
+        return [dead_letter(record, "invalid_json", str(exc), received_at)]
+    return [
+        decode(replace(record, value=json.dumps(item).encode(), index=i), model, received_at)
+        for i, item in enumerate(items)
+    ]
+
+
+@cache
+def _list_of(model: type[BaseModel]) -> TypeAdapter[list[Any]]:
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
 
 
 def _is_json_error(exc: ValidationError) -> bool:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -47,6 +48,7 @@ class Pending:
     futures: Sequence[asyncio.Future[Any]]
     writes: Sequence[Write]
     waiting: int = field(init=False)
+    since: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
         self.waiting = sum(1 for f in self.futures if not f.done())
@@ -73,12 +75,19 @@ class Inflight:
     def __len__(self) -> int:
         return len(self.queue)
 
+    def oldest(self) -> tuple[float, Any] | None:
+        """(seconds waiting, event) of the input at the head, if any."""
+        if not self.queue:
+            return None
+        head = self.queue[0]
+        return time.monotonic() - head.since, head.event
+
     def add(
         self, event: Any, futures: Sequence[asyncio.Future[Any]], writes: Sequence[Write]
     ) -> None:
         """Called for the current event, after its outputs were sent."""
         if not futures and not self.queue:
-            _apply(writes)
+            _apply(event, writes)
             event.ack()
             return
         pending = Pending(event, futures, writes)
@@ -113,11 +122,13 @@ class Inflight:
                 self.failed = RuntimeError("an output was not delivered")
                 self.on_failure(self.failed)
                 return
-            token = _current_event.set(weakref.ref(pending.event))
             try:
-                _apply(pending.writes)
-            finally:
-                _current_event.reset(token)
+                _apply(pending.event, pending.writes)
+            except Exception as exc:  # never leave a hole: stop, restart, replay
+                log.exception("could not write state after the outputs were acknowledged")
+                self.failed = exc
+                self.on_failure(exc)
+                return
             for table, key, value in pending.writes:
                 slot = (id(table), key)
                 if self.overlay.get(slot) is value:
@@ -126,8 +137,12 @@ class Inflight:
         self.drained.set()
 
 
-def _apply(writes: Sequence[Write]) -> None:
-    """Table writes belong to the partition of the event that caused them:
-    Faust reads it from the current event, which `_drain` sets."""
-    for table, key, value in writes:
-        table[key] = value
+def _apply(event: Any, writes: Sequence[Write]) -> None:
+    """Table writes belong to the partition of the event that caused them;
+    Faust reads it from the current event, so that is set to this one."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        for table, key, value in writes:
+            table[key] = value
+    finally:
+        _current_event.reset(token)

@@ -130,6 +130,24 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.gaps = Counter(
+            "forewarn_input_gaps_total",
+            "Records Faust failed to deliver that the worker read directly and processed.",
+            ["source"],
+            registry=r,
+        )
+        self.inflight = Gauge(
+            "forewarn_inflight_records",
+            "Input records whose outputs await the broker's acknowledgement, by agent.",
+            ["agent"],
+            registry=r,
+        )
+        self.inflight_oldest = Gauge(
+            "forewarn_inflight_oldest_seconds",
+            "How long the oldest such record has waited, by agent.",
+            ["agent"],
+            registry=r,
+        )
         self.state_keys = Gauge(
             "forewarn_state_keys", "Estimated keys in local state, by table.", ["table"], registry=r
         )
@@ -145,6 +163,7 @@ class Metrics:
         reasons = tuple(suppression_reasons)
         for source in INPUT_SOURCES:
             self.events.labels(source)
+            self.gaps.labels(source)
             for reason in DEAD_LETTER_REASONS:
                 if reason != "rule_error":
                     self.invalid.labels(source, reason)

@@ -20,12 +20,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
-from rules.engine import InputEvent, Reason, key_of
+from rules.engine import Reason, key_of
 from rules.policy import PolicyReason
 from rules.records import (
     Effects,
@@ -51,7 +51,7 @@ from schemas import (
     UsageEvent,
 )
 from sinks import OutputRecord, encode
-from stream.decoding import RawRecord, dead_letter, decode
+from stream.decoding import RawRecord, dead_letter, decode, decode_many
 from stream.logs import mask
 from stream.metrics import Metrics
 from stream.settings import Settings
@@ -62,10 +62,10 @@ Clock = Callable[[], datetime]
 
 @dataclass
 class Outcome:
-    """What to do for one input record, in this order: send `outputs` and
-    `internal` records and wait for their acks, then write `record`/`members`.
-    Writing state last means a crash in between replays the input and resends
-    the same outputs with the same ids, instead of losing them."""
+    """What to do for one input record: send `outputs` and `internal`
+    records, then, once they are acknowledged, write `record`/`members`
+    (`stream.inflight`). Writing state last means a crash in between replays
+    the input and resends the same outputs with the same ids."""
 
     outputs: list[OutputRecord] = field(default_factory=list)
     internal: list[tuple[str, bytes, bytes]] = field(default_factory=list)  # topic, key, value
@@ -140,11 +140,7 @@ class Processor:
                 return intent
             return self._intent(raw, current, intent, now)
         model: type[BaseModel] = UsageEvent if raw.topic == self.usage else BillingEvent
-        event = self._decode(raw, model, now)
-        if isinstance(event, Outcome):
-            return event
-        assert isinstance(event, UsageEvent | BillingEvent)
-        return self._event(raw, current, event, now, lambda: None)
+        return self._events(raw, current, model, now, lambda: None)
 
     def _network(
         self,
@@ -161,42 +157,65 @@ class Processor:
             before = decode_members(current)
             after = apply_membership(before, change)
             return Outcome(members=encode_members(after) if after != before else None)
-        event = self._decode(raw, NetworkQualityEvent, now)
-        if isinstance(event, Outcome):
-            return event
-        assert isinstance(event, NetworkQualityEvent)
-        return self._event(raw, current, event, now, members)
+        return self._events(raw, current, NetworkQualityEvent, now, members)
 
     # -- steps ---------------------------------------------------------------
 
-    def _event(
+    def _events(
         self,
         raw: RawRecord,
         current: bytes | None,
-        event: InputEvent,
+        model: type[BaseModel],
         now: datetime,
         members: Callable[[], bytes | None],
     ) -> Outcome:
-        key = key_of(event)
-        if raw.key is None or raw.key.decode("utf-8", "replace") != key:
-            return self._dead(
-                raw,
-                "key_mismatch",
-                f"record key must be the event's {'subscriber_id' if not isinstance(event, NetworkQualityEvent) else 'cell_id or line_id'}"
-                f" ({mask(key)}); state is partitioned by it",
-                now,
+        """The record's event, or each event of a batch in order, against the
+        key's record: one decode and one encode of the record per Kafka record."""
+        decoded = decode_many(raw, model, now)
+        outcome = Outcome()
+        if len(decoded) > 1:
+            self.metrics.events.labels(self.sources.get(raw.topic, "unknown")).inc(len(decoded) - 1)
+        record = None
+        for i, event in enumerate(decoded):
+            at = raw if len(decoded) == 1 else replace(raw, index=i)
+            if isinstance(event, DeadLetter):
+                self._count_invalid(raw, event.error_type)
+                outcome.outputs.append(encode(event))
+                continue
+            assert isinstance(event, UsageEvent | BillingEvent | NetworkQualityEvent)
+            key = key_of(event)
+            if raw.key is None or raw.key.decode("utf-8", "replace") != key:
+                field_name = (
+                    "cell_id or line_id"
+                    if isinstance(event, NetworkQualityEvent)
+                    else "subscriber_id"
+                )
+                outcome.outputs.extend(
+                    self._dead(
+                        at,
+                        "key_mismatch",
+                        f"record key must be the event's {field_name} ({mask(key)});"
+                        " state is partitioned by it",
+                        now,
+                    ).outputs
+                )
+                continue
+            start = time.perf_counter()
+            if record is None:
+                record = decode_record(current)
+            record, effects = apply_event(
+                record,
+                event,
+                self.rules,
+                created_at=now,
+                members=lambda: tuple(decode_members(members())),
             )
-        start = time.perf_counter()
-        record, effects = apply_event(
-            decode_record(current),
-            event,
-            self.rules,
-            created_at=now,
-            members=lambda: tuple(decode_members(members())),
-        )
-        outcome = self._outcome(raw, effects, now)
-        outcome.record = encode_record(record)
-        self.metrics.processing.labels("engine").observe(time.perf_counter() - start)
+            done = self._outcome(at, effects, now)
+            outcome.outputs.extend(done.outputs)
+            outcome.internal.extend(done.internal)
+            self.metrics.processing.labels("engine").observe(time.perf_counter() - start)
+        if record is not None:
+            outcome.record = encode_record(record)
         return outcome
 
     def _intent(
@@ -278,12 +297,13 @@ class Processor:
     def _decode(self, raw: RawRecord, model: type[BaseModel], now: datetime) -> BaseModel | Outcome:
         decoded = decode(raw, model, now)
         if isinstance(decoded, DeadLetter):
-            self.metrics.invalid.labels(
-                self.sources.get(raw.topic, "unknown"), decoded.error_type
-            ).inc()
-            self.metrics.dead_letters.labels(decoded.error_type).inc()
+            self._count_invalid(raw, decoded.error_type)
             return Outcome(outputs=[encode(decoded)])
         return decoded
+
+    def _count_invalid(self, raw: RawRecord, error_type: str) -> None:
+        self.metrics.invalid.labels(self.sources.get(raw.topic, "unknown"), error_type).inc()
+        self.metrics.dead_letters.labels(error_type).inc()
 
     def _dead(
         self, raw: RawRecord, kind: str, message: str, now: datetime, rule_id: str | None = None

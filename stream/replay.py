@@ -32,7 +32,12 @@ from schemas import (
 )
 from sinks import Destination, encode
 from sinks.codec import Output
-from stream.decoding import RawRecord, dead_letter, decode, describe_validation_error
+from stream.decoding import (
+    RawRecord,
+    dead_letter,
+    decode_many,
+    describe_validation_error,
+)
 
 INPUT_MODELS: dict[str, type[BaseModel]] = {
     "usage-events": UsageEvent,
@@ -116,15 +121,18 @@ def _one(session: Session, number: int, line: str, received: datetime) -> list[O
     model = INPUT_MODELS.get(topic)
     if model is None:
         return [_dead(raw, "unknown_topic", f"unknown input topic {topic!r}", received)]
-    event = decode(raw, model, received)
-    if isinstance(event, DeadLetter):
-        return [event]
-    assert isinstance(event, UsageEvent | BillingEvent | NetworkQualityEvent)
-    step = session.process(event)
-    outputs: list[Output] = list(step.outputs)
-    outputs.extend(
-        _dead(raw, "rule_error", message, received, rule_id) for rule_id, message in step.failures
-    )
+    outputs: list[Output] = []
+    for event in decode_many(raw, model, received):  # one event, or a batch
+        if isinstance(event, DeadLetter):
+            outputs.append(event)
+            continue
+        assert isinstance(event, UsageEvent | BillingEvent | NetworkQualityEvent)
+        step = session.process(event)
+        outputs.extend(step.outputs)
+        outputs.extend(
+            _dead(raw, "rule_error", message, received, rule_id)
+            for rule_id, message in step.failures
+        )
     return outputs
 
 

@@ -54,6 +54,40 @@ def send_profiles_and_wait(
     )
 
 
+def assert_same_outputs(
+    kafka: KafkaProbe, notices: list[dict[str, Any]], tasks: list[dict[str, Any]]
+) -> None:
+    got_notices = kafka.read("customer_notices", len(notices))
+    got_tasks = kafka.read("intervention_tasks", len(tasks))
+    assert sorted(comparable(n) for n in got_notices) == sorted(
+        comparable({k: v for k, v in n.items() if k not in ("topic", "key")}) for n in notices
+    )
+    assert sorted(comparable(t) for t in got_tasks) == sorted(
+        comparable({k: v for k, v in t.items() if k not in ("topic", "key")}) for t in tasks
+    )
+    assert kafka.read("dead_letters", 0, timeout=2) == []
+
+
+def test_batched_records_give_the_same_outputs_as_one_event_per_record(
+    worker: WorkerProcess, kafka: KafkaProbe, settings: Settings
+) -> None:
+    expected = replayed(profiles() + events(), settings)
+    notices = [o for o in expected if o["topic"] == "customer-notices"]
+    tasks = [o for o in expected if o["topic"] == "intervention-tasks"]
+    send_profiles_and_wait(kafka, settings, profiles())
+    batches: dict[tuple[str, str], list[Any]] = {}
+    for r in events():  # one record per key and topic: a JSON array of its events, in order
+        batches.setdefault((r["topic"], r["key"]), []).append(r["value"])
+    assert max(len(b) for b in batches.values()) > 3
+    for (topic, key), values in batches.items():
+        kafka.send_record({"topic": topic, "key": key, "value": values})
+    kafka.flush()
+    assert_same_outputs(kafka, notices, tasks)
+    m = scrape(settings)
+    usage = sum(r["topic"] == "usage-events" for r in events())
+    assert metric(m, "forewarn_events_consumed_total", source="usage") == usage
+
+
 def test_worker_outputs_equal_replay_outputs_with_the_same_ids(
     worker: WorkerProcess, kafka: KafkaProbe, settings: Settings
 ) -> None:
@@ -67,15 +101,7 @@ def test_worker_outputs_equal_replay_outputs_with_the_same_ids(
         kafka.send_record(r)
     kafka.flush()
 
-    got_notices = kafka.read("customer_notices", len(notices))
-    got_tasks = kafka.read("intervention_tasks", len(tasks))
-    assert sorted(comparable(n) for n in got_notices) == sorted(
-        comparable({k: v for k, v in n.items() if k not in ("topic", "key")}) for n in notices
-    )
-    assert sorted(comparable(t) for t in got_tasks) == sorted(
-        comparable({k: v for k, v in t.items() if k not in ("topic", "key")}) for t in tasks
-    )
-    assert kafka.read("dead_letters", 0, timeout=2) == []
+    assert_same_outputs(kafka, notices, tasks)
 
     m = scrape(settings)
     rules_fired = {n["rule_id"] for n in notices}

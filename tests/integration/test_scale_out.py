@@ -128,6 +128,13 @@ def test_two_workers_split_partitions_and_one_takes_over_when_the_other_dies(
         kafka.flush()
 
         got = kafka.read("customer_notices", len(expected_ids), timeout=120)
+        missing = expected_ids - {n["notice_id"] for n in got}
+        suppressed = {
+            (name, tuple(sorted(labels))): value
+            for (name, labels), value in scrape(settings).items()
+            if name == "forewarn_suppressions_total" and value
+        }
+        assert not missing, (len(missing), suppressed)
         assert {n["notice_id"] for n in got} == expected_ids
         assert {n["tier"] for n in got} == {"unusual"}
         members = assignment(settings)

@@ -125,3 +125,44 @@ def test_profile_moves_send_membership_changes_and_cells_fan_out_to_members() ->
     assert [json.loads(v)["subscriber_id"] for v in intents] == ["s1"]
     notice = p.subscriber(RawRecord(p.intents, 0, 9, b"s1", intents[0]), None)
     assert topics(notice) == ["customer-notices"]
+
+
+def test_a_batch_gives_the_same_outputs_and_state_as_one_event_per_record() -> None:
+    steps = [usage("s1", used, n) for n, used in enumerate((500, 810, 905, 1001), start=1)]
+    single, state = processor(), None
+    one_by_one = []
+    for n, event in enumerate(steps):
+        out = single.subscriber(raw("usage_events", "s1", event, offset=n), state)
+        one_by_one += out.outputs
+        state = out.record or state
+    batched = processor().subscriber(raw("usage_events", "s1", steps), None)
+    assert [r.value for r in batched.outputs] == [r.value for r in one_by_one]
+    assert len(batched.outputs) == 3  # 80%, 90% and 100%
+    assert batched.record == state
+
+
+def test_bad_events_in_a_batch_are_dead_lettered_and_the_others_kept() -> None:
+    m = Metrics()
+    p = Processor(SETTINGS, RULES, m, clock=lambda: NOW)
+    batch = [
+        usage("s1", 100, 1),
+        {**usage("s1", 200, 2), "volume": "lots"},  # wrong type
+        usage("s2", 850, 3),  # another subscriber: not this record's key
+        usage("s1", 850, 4),
+    ]
+    out = p.subscriber(raw("usage_events", "s1", batch, offset=7), None)
+    dead = [json.loads(r.value) for r in out.outputs if r.topic.value == "dead-letters"]
+    notices = [json.loads(r.value) for r in out.outputs if r.topic.value == "customer-notices"]
+    assert [(d["error_type"], d["error_message"].split(":")[0]) for d in dead] == [
+        ("validation_error", f"{SETTINGS.topic('usage_events')}[0]@7#1"),
+        ("key_mismatch", f"{SETTINGS.topic('usage_events')}[0]@7#2"),
+    ]
+    assert [n["source_event_ids"] for n in notices] == [["u4"]]
+    assert out.record is not None
+    consumed = m.registry.get_sample_value("forewarn_events_consumed_total", {"source": "usage"})
+    assert consumed == 4
+
+
+def test_a_batch_that_is_not_json_is_one_dead_letter() -> None:
+    out = processor().subscriber(raw("usage_events", "s1", b'[{"event_id": '), None)
+    assert topics(out) == ["dead-letters"] and out.record is None

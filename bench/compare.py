@@ -1,0 +1,174 @@
+"""L, F and W on the same broker and the same generated events, one event
+per Kafka message and then batched (a JSON array of up to `--batch` events of
+one key per message):
+
+- **L** (`bench.limit`): aiokafka + pydantic decoding, one output per 100 events;
+- **F** (`bench.faust_peer`): a trivial Faust agent that decodes each event;
+- **W**: `forewarn worker`, default ruleset, realistic profiles loaded first.
+
+Each is timed from its first message to its last (events/s). Writes
+`var/bench/compare.json` and a markdown table `var/bench/compare.md`.
+
+    python -m bench.compare --subscribers 20000 --events 100000 --batch 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.harness import (
+    ROOT,
+    Producer,
+    Record,
+    Worker,
+    delete_topics,
+    free_port,
+    fresh_settings,
+)
+from bench.service import drain, say
+from stream.settings import Settings
+from stream.simulate import Population, simulate
+
+
+def batched(records: Iterable[Record], size: int) -> Iterator[Record]:
+    """Events grouped per (topic, key), in order, up to `size` per record.
+    A key's batch is sent when full or at the end: per-key order is kept,
+    which is all the worker's results depend on."""
+    open_batches: dict[tuple[str, str | None], list[Any]] = {}
+    for topic, key, value in records:
+        batch = open_batches.setdefault((topic, key), [])
+        batch.append(value)
+        if len(batch) >= size:
+            yield topic, key, batch  # type: ignore[misc]
+            del open_batches[(topic, key)]
+    for (topic, key), batch in open_batches.items():
+        yield topic, key, batch  # type: ignore[misc]
+
+
+def run_limit(settings: Settings, events: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.limit", settings.model_dump_json(), str(events)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def run_faust(settings: Settings, events: int, workdir: Path) -> dict[str, float]:
+    done = workdir / f"{settings.app_id}-faust-peer.json"
+    done.unlink(missing_ok=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.faust_peer",
+            settings.model_dump_json(),
+            str(events),
+            str(done),
+            str(free_port()),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=(workdir / f"{settings.app_id}-faust-peer.log").open("wb"),
+    )
+    try:
+        deadline = time.monotonic() + 1800
+        while not done.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the Faust peer stopped before it read everything")
+            time.sleep(0.2)
+        time.sleep(0.2)
+        result: dict[str, float] = json.loads(done.read_text())
+        return result
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
+def run_mode(population: Population, events: int, batch: int, workdir: Path) -> dict[str, Any]:
+    settings = fresh_settings(workdir)
+    producer = Producer(settings)
+    worker = Worker(settings, workdir / f"{settings.app_id}.log")
+    result: dict[str, Any] = {"batch": batch}
+    try:
+        say(f"[batch {batch}] profiles for W: {population.subscribers}")
+        producer.all(
+            ("customer-profiles", population.subscriber_id(i), population.profile(i))
+            for i in range(population.subscribers)
+        )
+        worker.start()
+        drain(worker, population.subscribers, timeout=1800)
+        worker.stop()
+        stream = simulate(population, events, profiles=False)
+        messages = producer.all(batched(stream, batch) if batch > 1 else stream)
+        result["messages"] = messages
+        say(f"[batch {batch}] {events} events in {messages} messages; L")
+        limit = run_limit(settings, events)
+        say(f"[batch {batch}] F")
+        faust_peer = run_faust(settings, events, workdir)
+        say(f"[batch {batch}] W")
+        worker.start()
+        start, end = drain(worker, events, timeout=3600)
+        w = {"events": events, "seconds": end - start}
+        result["peak_rss_mb_W"] = round(worker.peak_rss_mb(), 1)
+        worker.stop()
+        for name, r in (("L", limit), ("F", faust_peer), ("W", w)):
+            result[name] = round(r["events"] / max(r["seconds"], 1e-9))
+        result["W/F"] = round(result["W"] / result["F"], 2)
+        result["W/L"] = round(result["W"] / result["L"], 3)
+    finally:
+        producer.close()
+        worker.stop()
+        delete_topics(settings)
+    return result
+
+
+def table(results: list[dict[str, Any]], subscribers: int, events: int) -> str:
+    lines = [
+        f"{events:,} events, {subscribers:,} subscribers, one worker / consumer each",
+        "",
+        "| events per message | messages | L events/s | F events/s | W events/s | W/F | W/L |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['batch']} | {r['messages']:,} | {r['L']:,} | {r['F']:,} | {r['W']:,} "
+        f"| {r['W/F']} | {r['W/L']} |"
+        for r in results
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--subscribers", type=int, default=20_000)
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--batch", type=int, default=20, help="events per message when batching")
+    ap.add_argument("--workdir", type=Path, default=Path("var/bench"))
+    args = ap.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    population = Population(args.subscribers)
+    results = [
+        run_mode(population, args.events, size, args.workdir)
+        for size in itertools.chain((1,), (args.batch,) if args.batch > 1 else ())
+    ]
+    report = {"subscribers": args.subscribers, "events": args.events, "runs": results}
+    (args.workdir / "compare.json").write_text(json.dumps(report, indent=2) + "\n")
+    md = table(results, args.subscribers, args.events)
+    (args.workdir / "compare.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
