@@ -40,6 +40,15 @@ def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
+    from stream.feed import watch
+
+    url = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
+    with contextlib.suppress(KeyboardInterrupt):
+        watch(settings, max_seconds=args.seconds, metrics_url=url)
+    return 0
+
+
 def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
     from stream.feed import tail
 
@@ -138,9 +147,25 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
     population = Population(args.subscribers, seed=args.seed)
     span = timedelta(seconds=parse_duration(args.span))
+    records = simulate(
+        population,
+        args.events,
+        span=span,
+        profiles=not args.no_profiles,
+        incidents_every=args.incidents_every,
+    )
+    if args.produce:
+        from stream.feed import produce
+
+        try:
+            sent = produce(settings, (jsonl(r) for r in records), rate=args.rate)
+        except KeyboardInterrupt:
+            return 130
+        print(f"produced {sent} records", file=sys.stderr)
+        return 0
     out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
     try:
-        for record in simulate(population, args.events, span=span, profiles=not args.no_profiles):
+        for record in records:
             out.write(jsonl(record) + "\n")
     except (KeyboardInterrupt, BrokenPipeError):  # the consumer of our output went away
         return 0
@@ -220,6 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--span", default="2d", help="event time covered, e.g. 2d")
     sim.add_argument("--seed", type=int, default=7)
     sim.add_argument("--no-profiles", action="store_true", help="events only")
+    sim.add_argument(
+        "--incidents-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="inject an incident every N events (fraud burst, cell outage, slow line,"
+        " data plan exhausted, in turn)",
+    )
+    sim.add_argument("--produce", action="store_true", help="send to Kafka instead of JSONL")
+    sim.add_argument(
+        "--rate", type=float, default=None, help="with --produce: records/s (default: full speed)"
+    )
     sim.add_argument("--out", default=None)
     sim.set_defaults(func=cmd_simulate)
 
@@ -233,6 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     tail = sub.add_parser("tail", help="print notices, tasks and dead letters as they arrive")
     tail.add_argument("--seconds", type=float, default=None)
     tail.set_defaults(func=cmd_tail)
+    watch = sub.add_parser(
+        "watch", help="live view: counts per rule and tier, latest notices and tasks"
+    )
+    watch.add_argument("--seconds", type=float, default=None)
+    watch.set_defaults(func=cmd_watch)
     return parser
 
 

@@ -1,12 +1,15 @@
 """Feeding and watching topics from the command line: `forewarn produce`
-sends replay-format JSONL (`{"topic", "key", "value"}`) to the broker and
-`forewarn tail` prints what arrives on the output topics."""
+sends replay-format JSONL (`{"topic", "key", "value"}`) to the broker,
+`forewarn tail` prints what arrives on the output topics, and `forewarn
+watch` is the live terminal view of `make run`: counts per rule and tier
+and the latest notices and tasks, redrawn every second."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
@@ -55,12 +58,15 @@ def read_lines(lines: Iterable[str]) -> Iterator[tuple[str, bytes | None, bytes 
 def produce(settings: Settings, lines: Iterable[str], rate: float | None = None) -> int:
     producer = KafkaProducer(**kafka_python_config(settings), linger_ms=5, acks="all")
     sent = 0
+    started = time.monotonic()
     try:
         for logical, key, value in read_lines(lines):
             producer.send(physical_topic(settings, logical), key=key, value=value)
             sent += 1
-            if rate:
-                time.sleep(1.0 / rate)
+            if rate:  # paced against the clock, not by sleeping a fixed time per record
+                ahead = started + sent / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
         producer.flush()
     finally:
         producer.close()
@@ -107,3 +113,69 @@ def format_output(topic: str, value: bytes | None) -> str:
             f"{doc['target']['id']}: {doc['summary']}\n"
         )
     return f"DEAD   {doc.get('error_type')}: {doc.get('error_message', '')[:160]}\n"
+
+
+def watch(
+    settings: Settings,
+    out: TextIO = sys.stdout,
+    max_seconds: float | None = None,
+    metrics_url: str = "",
+) -> Counter[tuple[str, str, str]]:
+    """Redraw a summary of the outputs every second until interrupted."""
+    topics = [settings.topic(t) for t in ("customer_notices", "intervention_tasks", "dead_letters")]
+    consumer = KafkaConsumer(
+        *topics,
+        **kafka_python_config(settings),
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+        group_id=None,
+        consumer_timeout_ms=200,
+    )
+    counts: Counter[tuple[str, str, str]] = Counter()  # (kind, rule, tier)
+    latest: deque[str] = deque(maxlen=12)
+    started = time.monotonic()
+    drawn = 0.0
+    try:
+        while max_seconds is None or time.monotonic() - started < max_seconds:
+            for msg in consumer:
+                latest.append(format_output(msg.topic, msg.value).rstrip("\n"))
+                counts[summary_key(msg.value)] += 1
+                if time.monotonic() - drawn >= 1.0:
+                    break
+            out.write(render(counts, latest, time.monotonic() - started, metrics_url))
+            out.flush()
+            drawn = time.monotonic()
+    finally:
+        consumer.close()
+    return counts
+
+
+def summary_key(value: bytes | None) -> tuple[str, str, str]:
+    try:
+        doc = json.loads(value or b"null")
+    except ValueError:
+        return ("dead letter", "-", "undecodable")
+    if isinstance(doc, dict) and "notice_id" in doc:
+        return ("notice", doc["rule_id"], doc["tier"])
+    if isinstance(doc, dict) and "task_id" in doc:
+        return ("task", doc["rule_id"], doc["tier"])
+    reason = doc.get("error_type", "?") if isinstance(doc, dict) else "?"
+    return ("dead letter", "-", str(reason))
+
+
+def render(
+    counts: Counter[tuple[str, str, str]], latest: Iterable[str], elapsed: float, metrics_url: str
+) -> str:
+    lines = [
+        "\x1b[H\x1b[2J"  # home, clear
+        f"Forewarn live view: {sum(counts.values())} outputs in {elapsed:.0f}s"
+        + (f"   metrics: {metrics_url}" if metrics_url else "")
+        + "   (Ctrl-C stops everything)",
+        "",
+        f"{'kind':<12} {'rule':<26} {'tier':<22} {'count':>7}",
+    ]
+    for (kind, rule, tier), n in sorted(counts.items()):
+        lines.append(f"{kind:<12} {rule:<26} {tier:<22} {n:>7}")
+    lines += ["", "latest:"]
+    lines += [f"  {line[:150]}" for line in latest]
+    return "\n".join(lines) + "\n"

@@ -4,19 +4,28 @@ records for `forewarn replay` or `forewarn produce`.
 A population of subscribers whose profiles are derived from their index
 (segment, prepaid, plan, language, home cell, broadband line), so nothing
 per subscriber is held in memory: a million subscribers cost nothing until
-they appear in an event. Events advance in event time over `span`; the mix is
-data/voice/SMS usage with roaming trips, charges with top-ups, occasional
-fraud bursts and value-added subscriptions, cell KPIs with cells that degrade
-for a while, and broadband speed tests with lines that get slow. Seeded:
-the same arguments give the same records.
+they appear in an event. Events advance in event time over `span`, busier in
+the day and the evening than at night (a diurnal curve), across a month end
+by default so billing cycles roll over; the mix is data/voice/SMS usage with
+roaming trips, charges with top-ups, occasional fraud bursts and value-added
+subscriptions, cell KPIs with cells that degrade for a while, and broadband
+speed tests with lines that get slow.
+
+Incidents can be injected on demand (`incidents_every`): in turn a fraud
+burst on one subscriber, an outage of one cell, a broadband line that stays
+slow, and a subscriber running through the data plan. An incident changes
+the simulated world for a while (the cell's own KPIs degrade too) and its
+events are interleaved in event-time order. Seeded: the same arguments give
+the same records.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import random
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -78,31 +87,130 @@ class Population:
         return profile
 
 
+# Relative traffic per local hour: quiet at night, an evening peak.
+DIURNAL = (0.25,) * 7 + (0.8,) * 3 + (1.0,) * 9 + (1.4,) * 4 + (0.6,)
+DIURNAL_MEAN = sum(DIURNAL) / len(DIURNAL)
+INCIDENTS = ("fraud_burst", "cell_outage", "slow_line", "data_exhaustion")
+
+
+@dataclass
+class World:
+    """What incidents changed, and the incident events still to come."""
+
+    outage_until: dict[int, datetime] = field(default_factory=dict)  # cell -> end
+    slow_until: dict[int, datetime] = field(default_factory=dict)  # subscriber -> end
+    schedule: list[tuple[datetime, int, Record]] = field(default_factory=list)
+    sequence: int = 0
+
+    def at(self, when: datetime, record: Record) -> None:
+        self.sequence += 1
+        heapq.heappush(self.schedule, (when, self.sequence, record))
+
+    def due(self, now: datetime) -> Iterator[Record]:
+        while self.schedule and self.schedule[0][0] <= now:
+            yield heapq.heappop(self.schedule)[2]
+
+
 def simulate(
     population: Population,
     events: int,
     *,
-    start: datetime = datetime(2026, 11, 1, tzinfo=CST),
+    start: datetime = datetime(2026, 11, 30, tzinfo=CST),
     span: timedelta = timedelta(days=2),
     profiles: bool = True,
+    incidents_every: int = 0,
 ) -> Iterator[Record]:
-    """All profiles first (when asked), then `events` input events in event-time order."""
+    """All profiles first (when asked), then `events` input events in
+    event-time order, plus an incident every `incidents_every` events."""
     if profiles:
         for i in range(population.subscribers):
             yield "customer-profiles", population.subscriber_id(i), population.profile(i)
     rng = random.Random(population.seed)
-    step = span / max(events, 1)
+    world = World()
+    step = span / max(events, 1) * DIURNAL_MEAN
+    at = start
     for n in range(events):
-        at = start + step * n
+        at += step / DIURNAL[at.hour]
+        yield from world.due(at)
+        if incidents_every and n % incidents_every == incidents_every - 1:
+            kind = INCIDENTS[(n // incidents_every) % len(INCIDENTS)]
+            INJECT[kind](population, rng, world, n, at)
         roll = rng.random()
         if roll < 0.55:
             yield _usage(population, rng, n, at)
         elif roll < 0.80:
             yield _billing(population, rng, n, at)
         elif roll < 0.95:
-            yield _cell(population, rng, n, at)
+            yield _cell(population, rng, world, n, at)
         else:
-            yield _line(population, rng, n, at)
+            yield _line(population, rng, world, n, at)
+    yield from world.due(datetime.max.replace(tzinfo=CST))
+
+
+def _fraud_burst(p: Population, rng: random.Random, world: World, n: int, at: datetime) -> None:
+    """Four premium-SMS charges of 300 CNY in eight minutes: the extreme tier."""
+    i = rng.randrange(p.subscribers)
+    sid = p.subscriber_id(i)
+    for k in range(4):
+        when = at + timedelta(minutes=2 * k + 1)
+        value = {
+            "event_id": f"x{n}-{k}",
+            "subscriber_id": sid,
+            "event_time": when.isoformat(),
+            "charge_type": "premium_sms",
+            "amount": 300.0,
+            "description": "simulated fraud burst",
+        }
+        world.at(when, ("billing-events", sid, value))
+
+
+def _cell_outage(p: Population, rng: random.Random, world: World, n: int, at: datetime) -> None:
+    """A cell loses packets for 20 minutes: its own KPIs degrade, plus a
+    KPI report a minute from the cell's monitoring."""
+    c = rng.randrange(p.cells)
+    world.outage_until[c] = at + timedelta(minutes=20)
+    for k in range(20):
+        when = at + timedelta(minutes=k + 1)
+        world.at(when, _cell_event(p, rng, world, c, f"x{n}-{k}", when))
+
+
+def _slow_line(p: Population, rng: random.Random, world: World, n: int, at: datetime) -> None:
+    """A broadband line at 15% of its speed for an hour: four speed tests."""
+    i = rng.randrange(0, p.subscribers, 3)
+    world.slow_until[i] = at + timedelta(hours=1)
+    for k in range(4):
+        when = at + timedelta(minutes=10 * k + 1)
+        world.at(when, _line_event(p, rng, world, i, f"x{n}-{k}", when))
+
+
+def _data_exhaustion(p: Population, rng: random.Random, world: World, n: int, at: datetime) -> None:
+    """A subscriber goes through 85%, 95% and 101% of the plan in 15 minutes."""
+    i = rng.randrange(p.subscribers)
+    quota = p.quota_mb(i) or 10240.0
+    sid = p.subscriber_id(i)
+    for k, share in enumerate((0.85, 0.95, 1.01)):
+        when = at + timedelta(minutes=5 * k + 1)
+        value = {
+            "event_id": f"x{n}-{k}",
+            "subscriber_id": sid,
+            "event_time": when.isoformat(),
+            "service": "data",
+            "volume": round(quota * 0.05, 2),
+            "cycle_id": when.strftime("%Y-%m"),
+            "cycle_used": round(quota * share, 2),
+            "cycle_quota": quota,
+            "cell_id": p.cell_id(p.home_cell(i)),
+        }
+        world.at(when, ("usage-events", sid, value))
+
+
+Inject = Callable[[Population, random.Random, World, int, datetime], None]
+INJECT: dict[str, Inject] = {
+    "fraud_burst": _fraud_burst,
+    "cell_outage": _cell_outage,
+    "slow_line": _slow_line,
+    "data_exhaustion": _data_exhaustion,
+}
 
 
 def _usage(p: Population, rng: random.Random, n: int, at: datetime) -> Record:
@@ -149,31 +257,50 @@ def _billing(p: Population, rng: random.Random, n: int, at: datetime) -> Record:
     return "billing-events", sid, value
 
 
-def _cell(p: Population, rng: random.Random, n: int, at: datetime) -> Record:
-    c = rng.randrange(p.cells)
+def _cell(p: Population, rng: random.Random, world: World, n: int, at: datetime) -> Record:
+    return _cell_event(p, rng, world, rng.randrange(p.cells), f"n{n}", at)
+
+
+def _cell_event(
+    p: Population, rng: random.Random, world: World, c: int, event_id: str, at: datetime
+) -> Record:
     cid = p.cell_id(c)
+    out = world.outage_until.get(c)
     degraded = (c * 31 + at.hour) % 97 == 0  # each cell has a bad hour now and then
+    down = out is not None and at <= out
     value = {
-        "event_id": f"n{n}",
+        "event_id": event_id,
         "event_time": at.isoformat(),
         "scope": "cell",
         "cell_id": cid,
         "region": f"R{c % 16}",
-        "latency_ms": round(rng.uniform(20, 60) * (4 if degraded else 1), 1),
-        "packet_loss_pct": round(rng.uniform(0, 0.8) + (6 if degraded else 0), 2),
-        "availability_pct": round(rng.uniform(99.5, 100.0), 2),
+        "latency_ms": round(rng.uniform(20, 60) * (4 if degraded or down else 1), 1),
+        "packet_loss_pct": round(
+            rng.uniform(0, 0.8) + (6 if degraded else 0) + (15 if down else 0), 2
+        ),
+        "availability_pct": round(rng.uniform(90.0, 94.0) if down else rng.uniform(99.5, 100.0), 2),
     }
     return "network-quality-events", cid, value
 
 
-def _line(p: Population, rng: random.Random, n: int, at: datetime) -> Record:
-    i = rng.randrange(0, p.subscribers, 3)
+def _line(p: Population, rng: random.Random, world: World, n: int, at: datetime) -> Record:
+    return _line_event(p, rng, world, rng.randrange(0, p.subscribers, 3), f"l{n}", at)
+
+
+def _line_event(
+    p: Population, rng: random.Random, world: World, i: int, event_id: str, at: datetime
+) -> Record:
     line = f"L{i:08d}"
     subscribed = (100.0, 300.0, 1000.0)[i % 3 if i % 3 else (i // 3) % 3]
-    slow = (i // 3) % 50 == 0
-    measured = subscribed * (rng.uniform(0.1, 0.4) if slow else rng.uniform(0.7, 1.0))
+    until = world.slow_until.get(i)
+    if until is not None and at <= until:
+        measured = subscribed * rng.uniform(0.1, 0.2)
+    elif (i // 3) % 50 == 0:  # lines that are always slow
+        measured = subscribed * rng.uniform(0.1, 0.4)
+    else:
+        measured = subscribed * rng.uniform(0.7, 1.0)
     value = {
-        "event_id": f"l{n}",
+        "event_id": event_id,
         "event_time": at.isoformat(),
         "scope": "broadband_line",
         "line_id": line,
