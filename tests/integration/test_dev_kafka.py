@@ -37,4 +37,4 @@ def test_start_fails_non_zero_when_the_port_is_taken(bootstrap: str) -> None:
                 timeout=60,
             )
     assert result.returncode != 0
-    assert "did not become ready" in result.stderr
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
