@@ -73,16 +73,21 @@ def produce(settings: Settings, lines: Iterable[str], rate: float | None = None)
     return sent
 
 
-def tail(settings: Settings, out: TextIO = sys.stdout, max_seconds: float | None = None) -> int:
+def output_consumer(settings: Settings, timeout_ms: int) -> KafkaConsumer:
+    """A groupless consumer of the output topics, from now on."""
     topics = [settings.topic(t) for t in ("customer_notices", "intervention_tasks", "dead_letters")]
-    consumer = KafkaConsumer(
+    return KafkaConsumer(
         *topics,
         **kafka_python_config(settings),
         auto_offset_reset="latest",
         enable_auto_commit=False,
         group_id=None,
-        consumer_timeout_ms=500,
+        consumer_timeout_ms=timeout_ms,
     )
+
+
+def tail(settings: Settings, out: TextIO = sys.stdout, max_seconds: float | None = None) -> int:
+    consumer = output_consumer(settings, timeout_ms=500)
     seen = 0
     deadline = time.monotonic() + max_seconds if max_seconds else None
     try:
@@ -122,15 +127,7 @@ def watch(
     metrics_url: str = "",
 ) -> Counter[tuple[str, str, str]]:
     """Redraw a summary of the outputs every second until interrupted."""
-    topics = [settings.topic(t) for t in ("customer_notices", "intervention_tasks", "dead_letters")]
-    consumer = KafkaConsumer(
-        *topics,
-        **kafka_python_config(settings),
-        auto_offset_reset="latest",
-        enable_auto_commit=False,
-        group_id=None,
-        consumer_timeout_ms=200,
-    )
+    consumer = output_consumer(settings, timeout_ms=200)
     counts: Counter[tuple[str, str, str]] = Counter()  # (kind, rule, tier)
     latest: deque[str] = deque(maxlen=12)
     started = time.monotonic()
