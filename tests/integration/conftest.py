@@ -169,13 +169,28 @@ def metric(samples: Samples, name: str, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)
 
 
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+def wait_for(
+    check: Callable[[], bool],
+    what: str,
+    timeout: float = 60.0,
+    workers: tuple[WorkerProcess, ...] = (),
+) -> None:
+    """Poll `check` until true; on timeout say what the `workers` were doing."""
     deadline = time.monotonic() + timeout
+    last_error = ""
     while time.monotonic() < deadline:
         try:
             if check():
                 return
-        except OSError:
-            pass
+        except OSError as exc:
+            last_error = f" (last check failed: {type(exc).__name__}: {exc})"
         time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    report = [f"timed out after {timeout}s waiting for {what}{last_error}"]
+    for w in workers:
+        state = (
+            "not started"
+            if w.proc is None
+            else ("running" if w.proc.poll() is None else f"exited with {w.proc.returncode}")
+        )
+        report.append(f"--- {w.log_path.name}: {state}\n{w.log_tail(80)}")
+    raise AssertionError("\n".join(report))

@@ -106,6 +106,7 @@ def test_kill_9_mid_stream_loses_nothing_and_repeats_keep_their_ids(
     wait_for(
         lambda: metric(scrape(settings), "forewarn_notices_total") >= 1000,
         "the first thousand notices",
+        workers=(first,),
     )
     assert first.proc is not None
     first.proc.send_signal(signal.SIGKILL)
@@ -139,12 +140,14 @@ def test_rule_changes_apply_live_and_a_bad_change_is_refused(
         wait_for(
             lambda: metric(scrape(live), "forewarn_events_consumed_total", source="usage") >= 1,
             "the first event",
+            workers=(proc,),
         )
         data_usage = rules_dir / "data-usage.yaml"
         data_usage.write_text(data_usage.read_text().replace('"ratio >= 0.8"', '"ratio >= 0.7"'))
         wait_for(
             lambda: metric(scrape(live), "forewarn_rules_reloads_total", result="success") >= 2,
             "the reload of the changed threshold",
+            workers=(proc,),
         )
         kafka.send("usage_events", "8613600000002", usage(2, "8613600000002", 750))
         kafka.flush()
@@ -155,6 +158,7 @@ def test_rule_changes_apply_live_and_a_bad_change_is_refused(
         wait_for(
             lambda: metric(scrape(live), "forewarn_rules_reloads_total", result="failure") >= 1,
             "the rejected reload",
+            workers=(proc,),
         )
         assert metric(scrape(live), "forewarn_rules_last_reload_success") == 0
         kafka.send("usage_events", "8613600000003", usage(3, "8613600000003", 750))

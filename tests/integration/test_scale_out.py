@@ -100,7 +100,9 @@ def test_two_workers_split_partitions_and_one_takes_over_when_the_other_dies(
     a.start()
     b.start()
     try:
-        wait_for(lambda: ready(a) and ready(b), "both workers ready after the rebalance")
+        wait_for(
+            lambda: ready(a) and ready(b), "both workers ready after the rebalance", workers=(a, b)
+        )
         members = assignment(settings)
         assert len(members) == 2, members
         left, right = members.values()
@@ -117,6 +119,7 @@ def test_two_workers_split_partitions_and_one_takes_over_when_the_other_dies(
         wait_for(
             lambda: consumed(settings) + consumed(b_settings) >= len(first_half),
             "the first half, between the two workers",
+            workers=(a, b),
         )
         assert consumed(settings) > 0 and consumed(b_settings) > 0  # both did work
 
