@@ -197,11 +197,21 @@ def cold_restart(r: Run) -> None:
 
 def latencies(settings: Any, sent: dict[str, float], since: float) -> dict[str, Any]:
     """Output latency percentiles (ms) for the outputs of the events in `sent`."""
-    samples = []
+    samples: list[float] = []
+    per_rule: dict[str, list[float]] = {}
     for value, ts in output_times(settings, ("customer_notices", "intervention_tasks"), 3.0):
         times = [sent[e] for e in value.get("source_event_ids", ()) if e in sent]
         if times and ts >= since:
-            samples.append((ts - max(times)) * 1000)
+            ms = (ts - max(times)) * 1000
+            samples.append(ms)
+            per_rule.setdefault(value["rule_id"], []).append(ms)
+    return {
+        **summary(samples),
+        "by_rule": {rule: summary(got) for rule, got in sorted(per_rule.items())},
+    }
+
+
+def summary(samples: list[float]) -> dict[str, Any]:
     return {
         "outputs": len(samples),
         "p50_ms": round(percentile(samples, 0.50), 1),

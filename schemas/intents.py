@@ -2,9 +2,11 @@
 subscriber's notice policy (channel, language, quiet hours, fatigue cap,
 opt-out) turns it into a `CustomerNotice` or suppresses it.
 
-Intents cross Kafka on an internal subscriber-keyed topic when the detecting
-key is not the subscriber (a cell or a broadband line), so that every notice
-goes through its subscriber's policy and state.
+Intents cross Kafka on an internal subscriber-partitioned topic when the
+detecting key is not the subscriber (a cell or a broadband line), so that
+every notice goes through its subscriber's policy and state. A record holds
+one intent, or a JSON array of the intents for subscribers of one partition
+(a cell's fan-out costs a record per partition, not one per subscriber).
 """
 
 from __future__ import annotations

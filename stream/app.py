@@ -41,6 +41,7 @@ SUBSCRIBER_TABLE = "forewarn-subscribers"
 NETWORK_TABLE = "forewarn-network"
 MEMBERS_TABLE = "forewarn-cell-members"
 INFLIGHT_WARN_SECONDS = 30.0
+PRODUCER_BUFFER_MESSAGES = 10_000
 
 
 def broker_credentials(settings: Settings) -> Any:
@@ -172,7 +173,11 @@ class Wiring:
         inflight = self.inflight[SUBSCRIBER_AGENT]
         started = time.perf_counter()
         raw = raw_record(event)
-        outcome = self.processor.subscriber(raw, inflight.get(self.subscribers, raw.key))
+        outcome = self.processor.subscriber(
+            raw,
+            inflight.get(self.subscribers, raw.key),
+            lambda key: inflight.get(self.subscribers, key),
+        )
         await self.apply(inflight, event, outcome, raw, self.subscribers)
         self.metrics.processing.labels(SUBSCRIBER_AGENT).observe(time.perf_counter() - started)
 
@@ -248,6 +253,7 @@ class Wiring:
                 writes.append((table, raw.key, outcome.record))
             if outcome.members is not None:
                 writes.append((self.members, raw.key, outcome.members))
+        writes.extend((table, key, value) for key, value in outcome.others.items())
         inflight.add(event, sent, writes)
         await inflight.room()
         if raw.partition is not None and raw.offset is not None:
@@ -257,6 +263,11 @@ class Wiring:
         self.crashing = asyncio.ensure_future(self.app.crash(exc))
 
     async def on_start(self) -> None:
+        # Faust pauses every stream whenever more than 100 changelog records
+        # wait in its producer buffer, then drains it one record per
+        # `wait_for` (a task and a timer each). Our own back-pressure
+        # (`Inflight.limit`) already bounds what is in flight.
+        self.app.producer.buffer.max_messages = PRODUCER_BUFFER_MESSAGES
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self.reload_rules)
         self.ready = True

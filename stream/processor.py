@@ -23,12 +23,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from aiokafka.partitioner import murmur2
 from pydantic import BaseModel
 
 from rules.engine import Reason, key_of
 from rules.policy import PolicyReason
 from rules.records import (
     Effects,
+    Record,
     apply_event,
     apply_intent,
     apply_membership,
@@ -58,6 +60,7 @@ from stream.settings import Settings
 
 log = logging.getLogger("forewarn.processor")
 Clock = Callable[[], datetime]
+Lookup = Callable[[bytes], bytes | None]
 
 
 @dataclass
@@ -71,10 +74,17 @@ class Outcome:
     internal: list[tuple[str, bytes, bytes]] = field(default_factory=list)  # topic, key, value
     record: bytes | None = None  # new key record, None = unchanged
     members: bytes | None = None  # new cell member list, None = unchanged
+    # new records of other keys in the record's partition (a batch of notice
+    # intents for several subscribers), written with `record`
+    others: dict[bytes, bytes] = field(default_factory=dict)
 
 
 def wall_clock() -> datetime:
     return datetime.now(UTC)
+
+
+def no_record(key: bytes) -> bytes | None:
+    return None
 
 
 class Processor:
@@ -84,6 +94,7 @@ class Processor:
         self.metrics = metrics
         self.rules = rules
         self.clock = clock
+        self.partitions = settings.partitions
         t = settings.topic
         self.usage, self.billing = t("usage_events"), t("billing_events")
         self.profiles, self.network_quality = t("customer_profiles"), t("network_quality_events")
@@ -112,8 +123,12 @@ class Processor:
 
     # -- the two agents' entry points ------------------------------------
 
-    def subscriber(self, raw: RawRecord, current: bytes | None) -> Outcome:
-        return self._guarded(raw, lambda now: self._subscriber(raw, current, now))
+    def subscriber(
+        self, raw: RawRecord, current: bytes | None, lookup: Lookup = no_record
+    ) -> Outcome:
+        """`current` is the record of `raw.key`; `lookup` gives the records of
+        other subscribers of the partition (a batch of notice intents)."""
+        return self._guarded(raw, lambda now: self._subscriber(raw, current, lookup, now))
 
     def network(
         self, raw: RawRecord, current: bytes | None, members: Callable[[], bytes | None]
@@ -131,14 +146,13 @@ class Processor:
             log.exception("processing failed at %s", raw.where)
             return self._dead(raw, "processing_error", f"{type(exc).__name__}: {exc}", now)
 
-    def _subscriber(self, raw: RawRecord, current: bytes | None, now: datetime) -> Outcome:
+    def _subscriber(
+        self, raw: RawRecord, current: bytes | None, lookup: Lookup, now: datetime
+    ) -> Outcome:
         if raw.topic == self.profiles:
             return self._profile(raw, current, now)
         if raw.topic == self.intents:
-            intent = self._decode(raw, NoticeIntent, now)
-            if isinstance(intent, Outcome):
-                return intent
-            return self._intent(raw, current, intent, now)
+            return self._intents(raw, current, lookup, now)
         model: type[BaseModel] = UsageEvent if raw.topic == self.usage else BillingEvent
         return self._events(raw, current, model, now, lambda: None)
 
@@ -218,18 +232,54 @@ class Processor:
             outcome.record = encode_record(record)
         return outcome
 
-    def _intent(
-        self, raw: RawRecord, current: bytes | None, intent: BaseModel, now: datetime
+    def _intents(
+        self, raw: RawRecord, current: bytes | None, lookup: Lookup, now: datetime
     ) -> Outcome:
-        assert isinstance(intent, NoticeIntent)
-        if raw.key is None:
-            return self._dead(raw, "missing_key", "notice intents are keyed by subscriber", now)
-        subscriber = raw.key.decode("utf-8", "replace")
-        record, effects = apply_intent(
-            decode_record(current), subscriber, intent, self.rules, created_at=now
-        )
-        outcome = self._outcome(raw, effects, now)
-        outcome.record = encode_record(record)
+        """Notice intents from cell and line detections, each through its
+        subscriber's notice policy. A record holds one intent (keyed by its
+        subscriber) or a JSON array of intents for subscribers of this
+        partition (`intent_records`)."""
+        outcome = Outcome()
+        records: dict[bytes, Record] = {}
+        decoded = decode_many(raw, NoticeIntent, now)
+        for i, intent in enumerate(decoded):
+            at = raw if len(decoded) == 1 else replace(raw, index=i)
+            if isinstance(intent, DeadLetter):
+                self._count_invalid(raw, intent.error_type)
+                outcome.outputs.append(encode(intent))
+                continue
+            assert isinstance(intent, NoticeIntent)
+            sid = intent.subscriber_id.encode() if intent.subscriber_id else raw.key
+            if sid is None:
+                outcome.outputs.extend(
+                    self._dead(
+                        at, "missing_key", "notice intents name their subscriber", now
+                    ).outputs
+                )
+                continue
+            if raw.partition is not None and partition_of(sid, self.partitions) != raw.partition:
+                outcome.outputs.extend(
+                    self._dead(
+                        at,
+                        "key_mismatch",
+                        f"intent for subscriber {mask(sid.decode('utf-8', 'replace'))} belongs"
+                        f" to partition {partition_of(sid, self.partitions)}",
+                        now,
+                    ).outputs
+                )
+                continue
+            if sid not in records:
+                records[sid] = decode_record(current if sid == raw.key else lookup(sid))
+            records[sid], effects = apply_intent(
+                records[sid], sid.decode("utf-8", "replace"), intent, self.rules, created_at=now
+            )
+            done = self._outcome(at, effects, now)
+            outcome.outputs.extend(done.outputs)
+        for sid, record in records.items():
+            if sid == raw.key:
+                outcome.record = encode_record(record)
+            else:
+                outcome.others[sid] = encode_record(record)
         return outcome
 
     def _profile(self, raw: RawRecord, current: bytes | None, now: datetime) -> Outcome:
@@ -283,11 +333,10 @@ class Processor:
                     output.priority.value,
                     output.status.value,
                 ).inc()
-        for intent in effects.intents:
-            assert intent.subscriber_id is not None
-            outcome.internal.append(
-                (self.intents, intent.subscriber_id.encode(), intent.model_dump_json().encode())
-            )
+        outcome.internal.extend(
+            (self.intents, key, value)
+            for key, value in intent_records(effects.intents, self.partitions)
+        )
         for rule_id, message in effects.failures:
             m.rule_failures.labels(rule_id).inc()
             log.error("rule %s failed at %s: %s", rule_id, raw.where, message)
@@ -312,3 +361,30 @@ class Processor:
             self.metrics.invalid.labels(self.sources.get(raw.topic, "unknown"), kind).inc()
         self.metrics.dead_letters.labels(kind).inc()
         return Outcome(outputs=[encode(dead_letter(raw, kind, message, now, rule_id))])
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as in the Java
+    client and aiokafka) gives `key`: where that subscriber's state lives."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def intent_records(intents: list[NoticeIntent], partitions: int) -> list[tuple[bytes, bytes]]:
+    """A cell detection's intents as one record per partition instead of one
+    per subscriber: a JSON array of the intents for that partition's
+    subscribers, keyed by the first of them, so the default partitioner
+    sends it where all of them live. A red cell with 200 home subscribers
+    costs at most `partitions` Kafka records on the way to their policies."""
+    groups: dict[int, list[NoticeIntent]] = {}
+    for intent in intents:
+        assert intent.subscriber_id is not None
+        groups.setdefault(partition_of(intent.subscriber_id.encode(), partitions), []).append(
+            intent
+        )
+    records = []
+    for group in groups.values():
+        key = group[0].subscriber_id
+        assert key is not None
+        value = "[" + ",".join(i.model_dump_json() for i in group) + "]"
+        records.append((key.encode(), value.encode()))
+    return records

@@ -50,4 +50,9 @@ def run_worker(settings: Settings) -> NoReturn:
     }
     app.conf.loghandlers = [handler]
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    # Faust's terminal spinner, on at WARNING and above, sets the root logger
+    # to DEBUG so it can spin per log record: every produced message would
+    # then build a debug record (payload included) only for our handler to
+    # drop it. Logs are JSON lines for machines; no spinner.
+    worker.spinner = None
     worker.execute_from_commandline()

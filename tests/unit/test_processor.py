@@ -7,11 +7,14 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from aiokafka.partitioner import DefaultPartitioner
+
 from rules.loader import load_rule_set
 from rules.records import decode_members
+from schemas import NoticeIntent
 from stream.decoding import RawRecord
 from stream.metrics import Metrics
-from stream.processor import Outcome, Processor
+from stream.processor import Outcome, Processor, intent_records, partition_of
 from stream.settings import DEFAULT_RULES_DIR, Settings
 
 NOW = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
@@ -122,9 +125,78 @@ def test_profile_moves_send_membership_changes_and_cells_fan_out_to_members() ->
         if step.outputs:
             task = json.loads(step.outputs[0].value)
     assert task["affected_subscribers"] == ["s1"]
-    assert [json.loads(v)["subscriber_id"] for v in intents] == ["s1"]
-    notice = p.subscriber(RawRecord(p.intents, 0, 9, b"s1", intents[0]), None)
+    assert [[i["subscriber_id"] for i in json.loads(v)] for v in intents] == [["s1"]]
+    home = partition_of(b"s1", SETTINGS.partitions)
+    notice = p.subscriber(RawRecord(p.intents, home, 9, b"s1", intents[0]), None)
     assert topics(notice) == ["customer-notices"]
+
+
+def intent(sid: str | None, n: int = 1) -> dict[str, Any]:
+    return {
+        "detection_id": f"d{n}",
+        "subscriber_id": sid,
+        "cell_id": "C1",
+        "rule_id": "cell-degradation",
+        "rule_version": "v1",
+        "tier": "red",
+        "severity": "critical",
+        "category": "network",
+        "facts": {"key": "C1"},
+        "event_time": "2026-11-20T10:00:00+08:00",
+        "source_event_ids": ["n1"],
+    }
+
+
+def test_fan_out_intents_travel_as_one_record_per_partition_where_their_subscribers_live() -> None:
+    sids = [f"86138{i:08d}" for i in range(60)]
+    intents = [NoticeIntent.model_validate(intent(sid)) for sid in sids]
+    records = intent_records(intents, 6)
+    assert 1 < len(records) <= 6
+    kafka = DefaultPartitioner()
+    carried = []
+    for key, value in records:
+        home = kafka(key, list(range(6)), list(range(6)))  # where the producer sends it
+        members = [i["subscriber_id"] for i in json.loads(value)]
+        assert {kafka(m.encode(), list(range(6)), []) for m in members} == {home}
+        carried += members
+    assert sorted(carried) == sorted(sids)
+
+
+def test_an_intent_batch_goes_through_each_subscribers_policy_and_writes_each_record() -> None:
+    p = processor()
+    sids = [s for s in (f"86138{i:08d}" for i in range(40)) if partition_of(s.encode(), 6) == 2]
+    sids = sids[:3]
+    existing = p.subscriber(raw("usage_events", sids[2], usage(sids[2], 100)), None).record
+    stranger = next(
+        s for s in (f"86137{i:08d}" for i in range(40)) if partition_of(s.encode(), 6) != 2
+    )
+    batch = [intent(sids[0]), intent(sids[1]), intent(stranger), intent(sids[2])]
+    stored = {sids[2].encode(): existing}
+    out = p.subscriber(
+        RawRecord(p.intents, 2, 5, sids[0].encode(), json.dumps(batch).encode()),
+        None,
+        stored.get,
+    )
+    notices = [json.loads(r.value) for r in out.outputs if r.topic.value == "customer-notices"]
+    dead = [json.loads(r.value) for r in out.outputs if r.topic.value == "dead-letters"]
+    assert [n["subscriber_id"] for n in notices] == [sids[0], sids[1], sids[2]]
+    assert [(d["error_type"], d["error_message"].split(":")[0]) for d in dead] == [
+        ("key_mismatch", f"{p.intents}[2]@5#2")
+    ]
+    assert out.record is not None and set(out.others) == {sids[1].encode(), sids[2].encode()}
+    # the third subscriber's usage state was read and kept, not replaced
+    assert json.loads(out.others[sids[2].encode()])["engine"] == json.loads(existing)["engine"]
+    # the same intents one record at a time give the same notices
+    single = [
+        p.subscriber(
+            RawRecord(p.intents, 2, 6, sid.encode(), json.dumps(intent(sid)).encode()),
+            stored.get(sid.encode()),
+        )
+        for sid in sids
+    ]
+    assert [r.value for o in single for r in o.outputs] == [
+        r.value for r in out.outputs if r.topic.value == "customer-notices"
+    ]
 
 
 def test_a_batch_gives_the_same_outputs_and_state_as_one_event_per_record() -> None:

@@ -1,0 +1,67 @@
+"""Structured logs: one JSON object per line, subscriber ids masked."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from stream.logs import configure, mask
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    out = io.StringIO()
+    handler = configure("INFO", "json")
+    handler.setStream(out)  # type: ignore[attr-defined]
+    yield out
+    root.handlers[:], root.level = saved
+
+
+@pytest.mark.parametrize(
+    ("identifier", "masked"),
+    [("8613800001234", "*********1234"), ("1234", "1234"), ("12", "12"), ("", ""), (None, "")],
+)
+def test_mask_keeps_the_last_four_characters(identifier: str | None, masked: str) -> None:
+    assert mask(identifier) == masked
+
+
+def test_a_log_line_is_one_json_object_with_the_extra_fields(captured: io.StringIO) -> None:
+    logging.getLogger("forewarn.test").warning("reload %s", "failed", extra={"rules": 7})
+    entry = json.loads(captured.getvalue())
+    assert entry["level"] == "warning"
+    assert entry["logger"] == "forewarn.test"
+    assert entry["msg"] == "reload failed"
+    assert entry["rules"] == 7
+    assert entry["ts"].endswith("+00:00")
+
+
+def test_long_digit_runs_from_any_logger_are_masked(captured: io.StringIO) -> None:
+    # A library formatting a record key into its message must not leak it.
+    logging.getLogger("faust.topics").warning("send: k=%r", b"8613800001234")
+    logging.getLogger("forewarn.test").info("order 123456 is short enough to stay")
+    first, second = (json.loads(line) for line in captured.getvalue().splitlines())
+    assert first["msg"] == "send: k=b'*********1234'"
+    assert "8613800001234" not in captured.getvalue()
+    assert second["msg"] == "order 123456 is short enough to stay"
+
+
+def test_tracebacks_are_masked_too(captured: io.StringIO) -> None:
+    try:
+        raise ValueError("no profile for 8613800005678")
+    except ValueError:
+        logging.getLogger("forewarn.test").exception("processing failed")
+    entry = json.loads(captured.getvalue())
+    assert "*********5678" in entry["exc"]
+    assert "8613800005678" not in captured.getvalue()
+
+
+def test_debug_records_are_not_built_at_info(captured: io.StringIO) -> None:
+    assert not logging.getLogger("faust.topics").isEnabledFor(logging.DEBUG)
+    logging.getLogger("faust.topics").debug("send: v=%r", b"x" * 100)
+    assert captured.getvalue() == ""
