@@ -509,7 +509,11 @@ def evaluate(
         rs = _copy_rule_state(previous, rule)
         before = (len(result.tasks), len(result.intents), len(result.fired))
         try:
-            rule_states[rule.id] = _RuleRun(rule, rs, event, key, made_at, render, result).run(env)
+            after = _RuleRun(rule, rs, event, key, made_at, render, result).run(env)
+            if _is_fresh(after):
+                rule_states.pop(rule.id, None)
+            else:
+                rule_states[rule.id] = after
         except Exception as exc:  # one broken rule must not stop the others
             del result.tasks[before[0] :], result.intents[before[1] :], result.fired[before[2] :]
             result.failures.append(RuleFailure(rule.id, f"{type(exc).__name__}: {exc}"))
@@ -521,6 +525,29 @@ def _applies(rule: Rule, event: InputEvent) -> bool:
     if isinstance(event, NetworkQualityEvent):
         wanted = NetworkScope.CELL if rule.key is KeyField.CELL_ID else NetworkScope.BROADBAND_LINE
         return event.scope is wanted
+    return True
+
+
+def _is_fresh(rs: Mapping[str, Any]) -> bool:
+    """True when a rule's state says nothing a missing one would not: no
+    streak under way, no window, baseline, previous value, episode or
+    de-duplication memory. Such states are not stored, so a key's record
+    grows with the rules that have something to remember, not with the
+    size of the rule set."""
+    for name, value in rs.items():
+        if name == "shape":
+            continue
+        if name == "streak":
+            if any(streak.get("n", 0) for streak in value.values()):
+                return False
+        elif name == "clear":
+            if value.get("n", 0):
+                return False
+        elif name == "chg":
+            if value.get("value") is not None:
+                return False
+        elif value:
+            return False
     return True
 
 

@@ -263,3 +263,52 @@ def test_engine_is_pure_and_ids_are_deterministic() -> None:
     # the same event id twice is applied once
     _, dup = evaluate(state1, bill(1, 1200), profile(), RULES)
     assert dup.tasks == [] and dup.decisions[0].reason.value == "duplicate_event"
+
+
+def test_rules_with_nothing_to_remember_leave_no_state_behind() -> None:
+    assert RULES is not None
+    planned = profile(plan={"data_quota_mb": 1000})
+    state, _ = evaluate(None, usage(1, 100), planned, RULES)
+    assert state["rules"] == {}  # 10% of the plan: no streak, no window, no episode
+    state, _ = evaluate(state, usage(2, 850), planned, RULES)
+    assert set(state["rules"]) == {"data-usage"}  # 80%: the tier fired, its cycle is kept
+    charges: dict[str, Any] | None = None
+    for i in range(3):
+        charges, _ = evaluate(charges, bill(i, 5, minutes=i + 1), profile(), RULES)
+    assert charges is not None and "abnormal-charges" in charges["rules"]  # its 1 h window
+
+
+def test_dropping_fresh_rule_state_changes_no_output() -> None:
+    """A long mixed stream gives the same outputs as when every rule's state
+    was kept: a missing state and a fresh one mean the same thing."""
+    assert RULES is not None
+    events: list[Any] = []
+    for i in range(60):
+        events.append(usage(i, 20.0 * i, minutes=i * 7, country="JP" if i % 13 == 0 else None))
+        events.append(bill(i, 3 + (i % 7) * 40, minutes=i * 7 + 1, balance=100 - i))
+    planned = profile(plan={"data_quota_mb": 1000}, prepaid=True)
+    kept: dict[str, Any] | None = None
+    dropped: dict[str, Any] | None = None
+    got_kept, got_dropped = [], []
+    for event in events:
+        kept, r1 = evaluate(_with_fresh_states(kept), event, planned, RULES)
+        dropped, r2 = evaluate(dropped, event, planned, RULES)
+        got_kept.append(
+            [t.model_dump_json() for t in r1.tasks] + [i.model_dump_json() for i in r1.intents]
+        )
+        got_dropped.append(
+            [t.model_dump_json() for t in r2.tasks] + [i.model_dump_json() for i in r2.intents]
+        )
+    assert got_kept == got_dropped
+    assert sum(map(len, got_kept)) >= 5  # the stream did fire rules
+
+
+def _with_fresh_states(state: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The state with an explicit fresh entry for every rule that has none."""
+    if state is None:
+        return None
+    assert RULES is not None
+    rules = dict(state.get("rules", {}))
+    for rule in RULES.rules:
+        rules.setdefault(rule.id, {"shape": rule.state_shape, "streak": {}})
+    return {**state, "rules": rules}
