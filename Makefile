@@ -28,7 +28,7 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
-## bench: measure one worker on the real broker (not part of `make test`); JSON in var/bench/
+## bench: every benchmark on the real broker (not part of `make test`); report in var/bench/report.md
 bench: $(STAMP)
 	@bash dev/bench
 

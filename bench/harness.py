@@ -19,6 +19,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,30 @@ def fresh_settings(workdir: Path, partitions: int = 6, **update: Any) -> Setting
     return s
 
 
+class Sent:
+    """When each event of a paced phase was sent (epoch s), by id and, in
+    event-time order, by key: a tumbling window's detection is triggered by
+    the first event of its key at or after the window's end."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+        self.by_key: dict[str, list[tuple[float, float]]] = {}
+
+    def add(self, key: str, event_id: str, event_time: str, at: float) -> None:
+        self.times[event_id] = at
+        stamp = datetime.fromisoformat(event_time).timestamp()
+        self.by_key.setdefault(key, []).append((stamp, at))
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def trigger(self, key: str, window_end: str) -> float | None:
+        """Send time of the event that closed `key`'s window ending at `window_end`."""
+        end = datetime.fromisoformat(window_end).timestamp()
+        after = [at for stamp, at in self.by_key.get(key, ()) if stamp >= end]
+        return min(after) if after else None
+
+
 class Producer:
     """Sends `(contract topic, key, value)` records to a settings' topics."""
 
@@ -90,16 +115,16 @@ class Producer:
         self.kafka.flush()
         return n
 
-    def paced(self, records: Iterator[Record], rate: float, seconds: float) -> dict[str, float]:
-        """`rate` records/s for `seconds`; returns {event_id: send time (epoch s)}."""
-        sent: dict[str, float] = {}
+    def paced(self, records: Iterator[Record], rate: float, seconds: float) -> Sent:
+        """`rate` records/s for `seconds`; when each event was sent."""
+        sent = Sent()
         start = time.monotonic()
         n = 0
         while (elapsed := time.monotonic() - start) < seconds:
             while n < int(elapsed * rate):
                 topic, key, value = next(records)
-                assert value is not None
-                sent[value["event_id"]] = time.time()
+                assert value is not None and key is not None
+                sent.add(key, value["event_id"], value["event_time"], time.time())
                 self.send(topic, key, json.dumps(value, separators=(",", ":")).encode())
                 n += 1
             time.sleep(0.001)

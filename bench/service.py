@@ -31,6 +31,7 @@ from typing import Any
 from bench.harness import (
     Producer,
     Record,
+    Sent,
     Worker,
     delete_topics,
     fresh_settings,
@@ -195,12 +196,19 @@ def cold_restart(r: Run) -> None:
     r.worker.stop()
 
 
-def latencies(settings: Any, sent: dict[str, float], since: float) -> dict[str, Any]:
-    """Output latency percentiles (ms) for the outputs of the events in `sent`."""
+def latencies(settings: Any, sent: Sent, since: float) -> dict[str, Any]:
+    """Output latency percentiles (ms) for the outputs of the events in `sent`:
+    from the send of the event whose processing produced the output (for a
+    tumbling window, the first event after the window's end, not the
+    window's own events) to the output's broker timestamp."""
     samples: list[float] = []
     per_rule: dict[str, list[float]] = {}
     for value, ts in output_times(settings, ("customer_notices", "intervention_tasks"), 3.0):
-        times = [sent[e] for e in value.get("source_event_ids", ()) if e in sent]
+        times = [sent.times[e] for e in value.get("source_event_ids", ()) if e in sent.times]
+        facts = value.get("facts", {})
+        if times and "window_end" in facts:
+            closed = sent.trigger(facts["key"], facts["window_end"])
+            times = [closed] if closed is not None else []
         if times and ts >= since:
             ms = (ts - max(times)) * 1000
             samples.append(ms)

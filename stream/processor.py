@@ -249,24 +249,9 @@ class Processor:
                 outcome.outputs.append(encode(intent))
                 continue
             assert isinstance(intent, NoticeIntent)
-            sid = intent.subscriber_id.encode() if intent.subscriber_id else raw.key
-            if sid is None:
-                outcome.outputs.extend(
-                    self._dead(
-                        at, "missing_key", "notice intents name their subscriber", now
-                    ).outputs
-                )
-                continue
-            if raw.partition is not None and partition_of(sid, self.partitions) != raw.partition:
-                outcome.outputs.extend(
-                    self._dead(
-                        at,
-                        "key_mismatch",
-                        f"intent for subscriber {mask(sid.decode('utf-8', 'replace'))} belongs"
-                        f" to partition {partition_of(sid, self.partitions)}",
-                        now,
-                    ).outputs
-                )
+            sid = self._intent_subscriber(at, intent, now)
+            if isinstance(sid, Outcome):
+                outcome.outputs.extend(sid.outputs)
                 continue
             if sid not in records:
                 records[sid] = decode_record(current if sid == raw.key else lookup(sid))
@@ -281,6 +266,22 @@ class Processor:
             else:
                 outcome.others[sid] = encode_record(record)
         return outcome
+
+    def _intent_subscriber(
+        self, raw: RawRecord, intent: NoticeIntent, now: datetime
+    ) -> bytes | Outcome:
+        """The intent's subscriber, or a dead letter when it has none or its
+        state lives in another partition than the record's."""
+        sid = intent.subscriber_id.encode() if intent.subscriber_id else raw.key
+        if sid is None:
+            return self._dead(raw, "missing_key", "notice intents name their subscriber", now)
+        home = partition_of(sid, self.partitions)
+        if raw.partition is not None and home != raw.partition:
+            who = mask(sid.decode("utf-8", "replace"))
+            return self._dead(
+                raw, "key_mismatch", f"intent for subscriber {who} belongs to partition {home}", now
+            )
+        return sid
 
     def _profile(self, raw: RawRecord, current: bytes | None, now: datetime) -> Outcome:
         if raw.key is None:
@@ -366,7 +367,7 @@ class Processor:
 def partition_of(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner (murmur2, as in the Java
     client and aiokafka) gives `key`: where that subscriber's state lives."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def intent_records(intents: list[NoticeIntent], partitions: int) -> list[tuple[bytes, bytes]]:

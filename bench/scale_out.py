@@ -1,0 +1,117 @@
+"""How the worker scales out: the same profiles and backlog of events drained
+by one worker, then by two workers of one consumer group (six partitions,
+split three and three), on the same broker.
+
+Both workers are started and have loaded the profiles (their partitions'
+state) before the backlog is produced, so the figure is the steady rate,
+not a restore. On a 2-core machine the two workers share the cores with
+the broker and the producer, so this shows the design scaling rather than
+the speed of a bigger machine.
+
+    python -m bench.scale_out --subscribers 20000 --events 60000
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.harness import Producer, Worker, delete_topics, free_port, fresh_settings
+from bench.service import say
+from stream.settings import Settings
+from stream.simulate import Population, simulate
+
+
+def group(settings: Settings, n: int, workdir: Path) -> list[Worker]:
+    """`n` workers of one group, each with its own ports and state."""
+    workers = []
+    for i in range(n):
+        own = settings.model_copy(
+            update={
+                "web_port": free_port(),
+                "metrics_port": free_port(),
+                "state_dir": settings.state_dir.with_name(f"{settings.state_dir.name}-{i}"),
+            }
+        )
+        workers.append(Worker(own, workdir / f"{settings.app_id}-{i}.log"))
+    return workers
+
+
+def consumed(workers: list[Worker]) -> float:
+    return sum(w.consumed() for w in workers)
+
+
+def settle(workers: list[Worker], total: float, timeout: float) -> tuple[float, float]:
+    """(first movement, done): all `total` inputs consumed and committed."""
+    first: float | None = None
+    base = consumed(workers)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for w in workers:
+            w.check_alive()
+        now = consumed(workers)
+        if first is None and now > base:
+            first = time.monotonic()
+        if now >= total and workers[0].behind() == 0:
+            return first or time.monotonic(), time.monotonic()
+        time.sleep(0.25)
+    raise SystemExit(f"consumed {consumed(workers):.0f} of {total:.0f} in {timeout}s")
+
+
+def measure(n: int, subscribers: int, events: int, workdir: Path) -> dict[str, Any]:
+    settings = fresh_settings(workdir)
+    population = Population(subscribers)
+    producer = Producer(settings)
+    workers = group(settings, n, workdir)
+    try:
+        for w in workers:
+            w.start()
+        producer.all(
+            ("customer-profiles", population.subscriber_id(i), population.profile(i))
+            for i in range(subscribers)
+        )
+        settle(workers, subscribers, timeout=1800)
+        say(f"{n} worker(s): profiles loaded; producing {events} events")
+        stream = simulate(population, events, span=timedelta(days=2), profiles=False)
+        producer.all(itertools.islice(stream, events))
+        start, end = settle(workers, subscribers + events, timeout=3600)
+        rate = events / max(end - start, 1e-9)
+        say(f"{n} worker(s): {rate:.0f} events/s")
+        return {
+            "workers": n,
+            "events_per_second": round(rate),
+            "peak_rss_mb": [round(w.peak_rss_mb(), 1) for w in workers],
+        }
+    finally:
+        producer.close()
+        for w in workers:
+            w.stop()
+        delete_topics(settings)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--subscribers", type=int, default=20_000)
+    ap.add_argument("--events", type=int, default=60_000)
+    ap.add_argument("--workdir", type=Path, default=Path("var/bench"))
+    args = ap.parse_args()
+    runs = [measure(n, args.subscribers, args.events, args.workdir) for n in (1, 2)]
+    report = {
+        "subscribers": args.subscribers,
+        "events": args.events,
+        "partitions": 6,
+        "runs": runs,
+        "speedup": round(runs[1]["events_per_second"] / runs[0]["events_per_second"], 2),
+    }
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    (args.workdir / "scale-out.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
