@@ -207,12 +207,13 @@ class _RuleRun:
         created_at: datetime,
         renderer: Renderer,
         result: Result,
+        t: float,
     ) -> None:
         self.rule = rule
         self.rs = rs
         self.event = event
         self.key = key
-        self.t = event.event_time.timestamp()
+        self.t = t  # the event's time in epoch seconds
         self.created_at = created_at
         self.renderer = renderer
         self.result = result
@@ -499,17 +500,16 @@ def evaluate(
         new["acc"] = acc
     rule_states: dict[str, Any] = dict(old.get("rules", {}))
     made_at = created_at or event.event_time
+    t = env["event_time"]
     render = renderer or _RENDERER
-    for rule in rules.for_source(source_of(event)):
-        if not _applies(rule, event):
-            continue
+    for rule in _rules_for(event, rules):
         previous = rule_states.get(rule.id)
         if previous is not None and previous.get("shape") != rule.state_shape:
             previous = None  # the rule's meaning changed: start its state afresh
         rs = _copy_rule_state(previous, rule)
         before = (len(result.tasks), len(result.intents), len(result.fired))
         try:
-            after = _RuleRun(rule, rs, event, key, made_at, render, result).run(env)
+            after = _RuleRun(rule, rs, event, key, made_at, render, result, t).run(env)
             if _is_fresh(after):
                 rule_states.pop(rule.id, None)
             else:
@@ -521,11 +521,14 @@ def evaluate(
     return new, result
 
 
-def _applies(rule: Rule, event: InputEvent) -> bool:
-    if isinstance(event, NetworkQualityEvent):
-        wanted = NetworkScope.CELL if rule.key is KeyField.CELL_ID else NetworkScope.BROADBAND_LINE
-        return event.scope is wanted
-    return True
+def _rules_for(event: InputEvent, rules: RuleSet) -> tuple[Rule, ...]:
+    """The rules an event is evaluated against: its source's, and for a
+    network event only those keyed like its scope (cell or line)."""
+    source_rules = rules.for_source(source_of(event))
+    if not isinstance(event, NetworkQualityEvent):
+        return source_rules
+    cell = event.scope is NetworkScope.CELL
+    return tuple(r for r in source_rules if (r.key is KeyField.CELL_ID) == cell)
 
 
 def _is_fresh(rs: Mapping[str, Any]) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from rules.durations import parse_duration
 from rules.expr import Expression, ExpressionError, parse_expression, simple_threshold
@@ -123,7 +124,16 @@ class RuleSet:
     origins: dict[str, str] = field(default_factory=dict)  # rule id -> file
 
     def for_source(self, source: Source) -> tuple[Rule, ...]:
-        return tuple(r for r in self.rules if r.source is source and r.spec.enabled)
+        """The enabled rules of a source, in file order (computed once)."""
+        return self._by_source.get(source, ())
+
+    @cached_property
+    def _by_source(self) -> dict[Source, tuple[Rule, ...]]:
+        by: dict[Source, list[Rule]] = {}
+        for r in self.rules:
+            if r.spec.enabled:
+                by.setdefault(r.source, []).append(r)
+        return {source: tuple(rules) for source, rules in by.items()}
 
     @property
     def version(self) -> str:
