@@ -4,6 +4,8 @@ one key per message):
 
 - **L** (`bench.limit`): aiokafka + pydantic decoding, one output per 100 events;
 - **F** (`bench.faust_peer`): a trivial Faust agent that decodes each event;
+- **T** (`bench.faust_peer table`): F plus one write per message to a RocksDB table
+  with a changelog, the floor for per-key state in Faust tables;
 - **W**: `forewarn worker`, default ruleset, realistic profiles loaded first.
 
 Each is timed from its first message to its last (events/s). Writes
@@ -66,8 +68,9 @@ def run_limit(settings: Settings, events: int) -> dict[str, float]:
     return result
 
 
-def run_faust(settings: Settings, events: int, workdir: Path) -> dict[str, float]:
-    done = workdir / f"{settings.app_id}-faust-peer.json"
+def run_faust(settings: Settings, events: int, workdir: Path, table: bool) -> dict[str, float]:
+    name = f"{settings.app_id}-faust-peer{'-table' if table else ''}"
+    done = workdir / f"{name}.json"
     done.unlink(missing_ok=True)
     proc = subprocess.Popen(
         [
@@ -78,10 +81,11 @@ def run_faust(settings: Settings, events: int, workdir: Path) -> dict[str, float
             str(events),
             str(done),
             str(free_port()),
+            *(["table"] if table else []),
         ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=(workdir / f"{settings.app_id}-faust-peer.log").open("wb"),
+        stderr=(workdir / f"{name}.log").open("wb"),
     )
     try:
         deadline = time.monotonic() + 1800
@@ -117,16 +121,19 @@ def run_mode(population: Population, events: int, batch: int, workdir: Path) -> 
         say(f"[batch {batch}] {events} events in {messages} messages; L")
         limit = run_limit(settings, events)
         say(f"[batch {batch}] F")
-        faust_peer = run_faust(settings, events, workdir)
+        faust_peer = run_faust(settings, events, workdir, table=False)
+        say(f"[batch {batch}] T")
+        table_peer = run_faust(settings, events, workdir, table=True)
         say(f"[batch {batch}] W")
         worker.start()
         start, end = drain(worker, events, timeout=3600)
         w = {"events": events, "seconds": end - start}
         result["peak_rss_mb_W"] = round(worker.peak_rss_mb(), 1)
         worker.stop()
-        for name, r in (("L", limit), ("F", faust_peer), ("W", w)):
+        for name, r in (("L", limit), ("F", faust_peer), ("T", table_peer), ("W", w)):
             result[name] = round(r["events"] / max(r["seconds"], 1e-9))
         result["W/F"] = round(result["W"] / result["F"], 2)
+        result["W/T"] = round(result["W"] / result["T"], 2)
         result["W/L"] = round(result["W"] / result["L"], 3)
     finally:
         producer.close()
@@ -139,12 +146,13 @@ def table(results: list[dict[str, Any]], subscribers: int, events: int) -> str:
     lines = [
         f"{events:,} events, {subscribers:,} subscribers, one worker / consumer each",
         "",
-        "| events per message | messages | L events/s | F events/s | W events/s | W/F | W/L |",
-        "|---|---|---|---|---|---|---|",
+        "| events per message | messages | L events/s | F events/s | T events/s | W events/s"
+        " | W/F | W/T | W/L |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['batch']} | {r['messages']:,} | {r['L']:,} | {r['F']:,} | {r['W']:,} "
-        f"| {r['W/F']} | {r['W/L']} |"
+        f"| {r['batch']} | {r['messages']:,} | {r['L']:,} | {r['F']:,} | {r['T']:,} | {r['W']:,} "
+        f"| {r['W/F']} | {r['W/T']} | {r['W/L']} |"
         for r in results
     ]
     return "\n".join(lines) + "\n"

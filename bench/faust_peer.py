@@ -2,7 +2,11 @@
 data) that decodes each event with the same pydantic models and does
 nothing else. What Faust's own per-message overhead allows.
 
-    python -m bench.faust_peer ENV_JSON EXPECTED OUT_FILE   (run by bench.compare)
+With `table`, the peer also writes each message's key to a RocksDB table
+with a changelog (T): the floor for any design that keeps per-key state in
+Faust tables, as the worker must.
+
+    python -m bench.faust_peer SETTINGS_JSON EXPECTED OUT_FILE PORT [table]   (run by bench.compare)
 
 Writes {"events": n, "seconds": first message to last} to OUT_FILE when done.
 """
@@ -22,7 +26,7 @@ from schemas import BillingEvent, NetworkQualityEvent, UsageEvent
 from stream.settings import Settings
 
 
-def build(settings: Settings, expected: int, out: Path, web_port: int) -> faust.App:
+def build(settings: Settings, expected: int, out: Path, web_port: int, table: bool) -> faust.App:
     app = faust.App(
         f"{settings.app_id}-faust-peer",
         broker=[f"kafka://{h}" for h in settings.kafka.bootstrap_servers],
@@ -33,6 +37,15 @@ def build(settings: Settings, expected: int, out: Path, web_port: int) -> faust.
         web_bind="127.0.0.1",
         datadir=str(out.parent / f"{settings.app_id}-faust-peer"),
         processing_guarantee="at_least_once",
+        store="rocksdb://",
+        topic_partitions=settings.partitions,
+    )
+    state = (
+        app.Table(
+            "faust-peer-state", key_type=bytes, value_type=bytes, partitions=settings.partitions
+        )
+        if table
+        else None
     )
     models: dict[str, type[BaseModel]] = {
         settings.topic("usage_events"): UsageEvent,
@@ -54,6 +67,8 @@ def build(settings: Settings, expected: int, out: Path, web_port: int) -> faust.
             else:
                 models[msg.topic].model_validate_json(value)
                 seen["events"] += 1
+            if state is not None and msg.key is not None:
+                state[msg.key] = value
             if seen["events"] >= expected and not out.exists():
                 took = time.monotonic() - seen["first"]
                 out.write_text(json.dumps({"events": seen["events"], "seconds": took}))
@@ -65,8 +80,10 @@ def build(settings: Settings, expected: int, out: Path, web_port: int) -> faust.
 def main() -> None:
     settings = Settings.model_validate_json(sys.argv[1])
     out = Path(sys.argv[3])
-    app = build(settings, int(sys.argv[2]), out, int(sys.argv[4]))
+    table = sys.argv[5:] == ["table"]
+    app = build(settings, int(sys.argv[2]), out, int(sys.argv[4]), table)
     worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    worker.spinner = None  # as in the worker: the spinner turns on DEBUG logging
     worker.execute_from_commandline()
 
 

@@ -92,10 +92,12 @@ def markdown(parts: dict[str, Any]) -> str:
         lines += [
             f"Against the limit ({c['events']:,} events, {c['subscribers']:,} subscribers):",
             "",
-            "| events per message | L events/s | F events/s | W events/s | W/F | W/L |",
-            "|---|---|---|---|---|---|",
+            "| events per message | L events/s | F events/s | T events/s | W events/s"
+            " | W/F | W/T | W/L |",
+            "|---|---|---|---|---|---|---|---|",
             *(
-                f"| {r['batch']} | {r['L']:,} | {r['F']:,} | {r['W']:,} | {r['W/F']} | {r['W/L']} |"
+                f"| {r['batch']} | {r['L']:,} | {r['F']:,} | {r.get('T', 0):,} | {r['W']:,}"
+                f" | {r['W/F']} | {r.get('W/T', '-')} | {r['W/L']} |"
                 for r in c["runs"]
             ),
             "",

@@ -206,7 +206,8 @@ def latencies(settings: Any, sent: Sent, since: float) -> dict[str, Any]:
     for value, ts in output_times(settings, ("customer_notices", "intervention_tasks"), 3.0):
         times = [sent.times[e] for e in value.get("source_event_ids", ()) if e in sent.times]
         facts = value.get("facts", {})
-        if times and "window_end" in facts:
+        # a resolution's facts are the detection's; its trigger is its source
+        if times and "window_end" in facts and "resolved_at" not in facts:
             closed = sent.trigger(facts["key"], facts["window_end"])
             times = [closed] if closed is not None else []
         if times and ts >= since:

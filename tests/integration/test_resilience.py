@@ -202,3 +202,75 @@ def test_sigterm_commits_what_was_processed_and_exits_within_seconds(
         admin.close()
         consumer.close()
     assert {tp: committed[tp].offset for tp in parts} == ends
+
+
+def test_state_dependent_rules_fire_across_a_kill_9_and_a_lost_disk(
+    kafka: KafkaProbe, settings: Settings, tmp_path: Path
+) -> None:
+    """Every key's events are cut in two: the first part goes in, the worker
+    is killed (-9) and its local state deleted, a new worker restores state
+    from the changelogs, and the second part goes in. Cycle tiers, the 1 h
+    charge sum, consecutive cell windows and the slow-line streak need what
+    the first part left behind; every output of `forewarn replay` on the
+    whole stream must appear, repeats with identical content."""
+    from tests.integration.scenario import events, profiles
+    from tests.integration.test_round_trip import comparable, replayed, send_profiles_and_wait
+
+    expected = {output_id(o): o for o in replayed(profiles() + events(), settings)}
+    by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in events():
+        by_key.setdefault((r["topic"], r["key"]), []).append(r)
+    first_part = [r for rs in by_key.values() for r in rs[: (len(rs) + 1) // 2]]
+    second_part = [r for rs in by_key.values() for r in rs[(len(rs) + 1) // 2 :]]
+    assert sum(len(rs) > 1 for rs in by_key.values()) >= 5  # sequences really are cut
+
+    first = WorkerProcess(settings, tmp_path / "worker-1.log")
+    first.start()
+    send_profiles_and_wait(kafka, settings, profiles())
+    for r in first_part:
+        kafka.send_record(r)
+    kafka.flush()
+    inputs = ("usage", "billing", "network_quality")
+    wait_for(
+        lambda: (
+            sum(
+                metric(scrape(settings), "forewarn_events_consumed_total", source=s) for s in inputs
+            )
+            >= len(first_part)
+        ),
+        "the first part of every key's events",
+        workers=(first,),
+    )
+    time.sleep(1.5)  # let state writes follow their outputs' acks (and maybe a commit)
+    assert first.proc is not None
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait()
+    shutil.rmtree(settings.state_dir)  # a new machine: state comes from the changelogs
+
+    second = WorkerProcess(settings, tmp_path / "worker-2.log")
+    second.start()
+    try:
+        for r in second_part:
+            kafka.send_record(r)
+        kafka.flush()
+        notices = [n for n in expected.values() if n["topic"] == "customer-notices"]
+        got = kafka.read("customer_notices", len(notices), timeout=120)
+        got += kafka.read("intervention_tasks", len(expected) - len(notices), timeout=60)
+    finally:
+        second.stop()
+    seen: dict[str, set[str]] = {}
+    for o in got:
+        seen.setdefault(output_id(o), set()).add(comparable(o))
+    assert set(seen) == set(expected), (
+        f"missing {sorted(set(expected) - set(seen))}, unexpected {sorted(set(seen) - set(expected))}"
+    )
+    for key, copies in seen.items():
+        want = {k: v for k, v in expected[key].items() if k not in ("topic", "key")}
+        assert copies == {comparable(want)}, key
+
+
+def output_id(output: dict[str, Any]) -> str:
+    """A notice's id; a task's id and status (its updates share the id)."""
+    if "notice_id" in output:
+        return str(output["notice_id"])
+    return f"{output['task_id']}/{output['status']}"
