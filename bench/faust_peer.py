@@ -27,15 +27,16 @@ from stream.settings import Settings
 
 
 def build(settings: Settings, expected: int, out: Path, web_port: int, table: bool) -> faust.App:
+    name = f"{settings.app_id}-faust-peer{'-table' if table else ''}"  # its own group
     app = faust.App(
-        f"{settings.app_id}-faust-peer",
+        name,
         broker=[f"kafka://{h}" for h in settings.kafka.bootstrap_servers],
         key_serializer="raw",
         value_serializer="raw",
         consumer_auto_offset_reset="earliest",
         web_port=web_port,
         web_bind="127.0.0.1",
-        datadir=str(out.parent / f"{settings.app_id}-faust-peer"),
+        datadir=str(out.parent / name),
         processing_guarantee="at_least_once",
         store="rocksdb://",
         topic_partitions=settings.partitions,

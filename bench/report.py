@@ -60,77 +60,94 @@ def targets(parts: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     return out
 
 
+def table(title: str, header: list[str], rows: list[list[Any]]) -> list[str]:
+    """A titled markdown table, numbers with thousands separators."""
+
+    def cell(v: Any) -> str:
+        return f"{v:,}" if isinstance(v, int) else str(v)
+
+    return [
+        title,
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(cell(v) for v in row) + " |" for row in rows),
+        "",
+    ]
+
+
+def service_table(s: dict[str, Any]) -> list[str]:
+    rows: list[list[Any]] = [
+        ["events/s, one worker draining a backlog", s["events_per_second"]],
+        ["profiles/s (initial load)", s["profiles_per_second"]],
+    ]
+    for share in (50, 80):
+        if lat := s.get(f"latency_{share}"):
+            rows.append(
+                [
+                    f"detection latency at {share}% load ({lat['events_per_second']:,} events/s),"
+                    " p50 / p95 / p99",
+                    f"{lat['p50_ms']:,.0f} / {lat['p95_ms']:,.0f} / {lat['p99_ms']:,.0f} ms",
+                ]
+            )
+    rows += [
+        ["restart to first event, local state kept", f"{s['restart_warm_seconds']} s"],
+        ["restart to first event, state from changelogs", f"{s['restart_cold_seconds']} s"],
+        ["SIGTERM to exit", f"{s['sigterm_seconds']} s"],
+        ["peak RSS", f"{s['peak_rss_mb']} MB"],
+    ]
+    title = f"Service ({s['subscribers']:,} subscribers of state, {s['events']:,} events):"
+    return table(title, ["measure", "value"], rows)
+
+
+def compare_table(c: dict[str, Any]) -> list[str]:
+    header = ["events per message", "L", "F", "T", "W", "W/F", "W/T", "W/L"]
+    rows = [
+        [r["batch"], r["L"], r["F"], r.get("T", "-"), r["W"], r["W/F"], r.get("W/T", "-"), r["W/L"]]
+        for r in c["runs"]
+    ]
+    title = (
+        f"Events/s against the limit ({c['events']:,} events, {c['subscribers']:,} subscribers):"
+    )
+    return table(title, header, rows)
+
+
+def rules_table(r: dict[str, Any]) -> list[str]:
+    rows = [
+        [x["rules"], x["events_per_second"], x["relative"], x["peak_rss_mb"]] for x in r["runs"]
+    ]
+    title = f"Rule count ({r['events']:,} events, {r['subscribers']:,} subscribers):"
+    return table(title, ["rules", "events/s", "relative", "peak RSS MB"], rows)
+
+
+def scale_out_table(o: dict[str, Any]) -> list[str]:
+    rows = [[x["workers"], x["events_per_second"]] for x in o["runs"]]
+    title = (
+        f"Scale-out ({o['events']:,} events, {o['subscribers']:,} subscribers,"
+        f" {o['partitions']} partitions):"
+    )
+    return table(title, ["workers", "events/s"], rows)
+
+
 def markdown(parts: dict[str, Any]) -> str:
+    sections = {
+        "service": service_table,
+        "compare": compare_table,
+        "rules_scale": rules_table,
+        "scale_out": scale_out_table,
+    }
     lines: list[str] = []
-    s = parts.get("service")
-    if s:
-        lines += [
-            f"Service ({s['subscribers']:,} subscribers of state, {s['events']:,} events backlog):",
-            "",
-            "| measure | value |",
-            "|---|---|",
-            f"| events/s, one worker draining a backlog | {s['events_per_second']:,} |",
-            f"| profiles/s (initial load) | {s['profiles_per_second']:,} |",
-        ]
-        for share in (50, 80):
-            lat = s.get(f"latency_{share}")
-            if lat:
-                lines.append(
-                    f"| detection latency at {share}% load ({lat['events_per_second']:,} events/s),"
-                    f" p50 / p95 / p99 | {lat['p50_ms']:,.0f} / {lat['p95_ms']:,.0f} /"
-                    f" {lat['p99_ms']:,.0f} ms |"
-                )
-        lines += [
-            f"| restart to first event, local state kept | {s['restart_warm_seconds']} s |",
-            f"| restart to first event, state restored from changelogs | {s['restart_cold_seconds']} s |",
-            f"| SIGTERM to exit | {s['sigterm_seconds']} s |",
-            f"| peak RSS | {s['peak_rss_mb']} MB |",
-            "",
-        ]
-    c = parts.get("compare")
-    if c:
-        lines += [
-            f"Against the limit ({c['events']:,} events, {c['subscribers']:,} subscribers):",
-            "",
-            "| events per message | L events/s | F events/s | T events/s | W events/s"
-            " | W/F | W/T | W/L |",
-            "|---|---|---|---|---|---|---|---|",
-            *(
-                f"| {r['batch']} | {r['L']:,} | {r['F']:,} | {r.get('T', 0):,} | {r['W']:,}"
-                f" | {r['W/F']} | {r.get('W/T', '-')} | {r['W/L']} |"
-                for r in c["runs"]
-            ),
-            "",
-        ]
-    r = parts.get("rules_scale")
-    if r:
-        lines += [
-            f"Rule count ({r['events']:,} events, {r['subscribers']:,} subscribers):",
-            "",
-            "| rules | events/s | relative | peak RSS MB |",
-            "|---|---|---|---|",
-            *(
-                f"| {x['rules']:,} | {x['events_per_second']:,} | {x['relative']} | {x['peak_rss_mb']} |"
-                for x in r["runs"]
-            ),
-            "",
-        ]
-    o = parts.get("scale_out")
-    if o:
-        lines += [
-            f"Scale-out ({o['events']:,} events, {o['subscribers']:,} subscribers,"
-            f" {o['partitions']} partitions):",
-            "",
-            "| workers | events/s |",
-            "|---|---|",
-            *(f"| {x['workers']} | {x['events_per_second']:,} |" for x in o["runs"]),
-            "",
-        ]
+    for name, render in sections.items():
+        if name in parts:
+            lines += render(parts[name])
     goals = targets(parts)
     if goals:
-        lines += ["| target | measured | met |", "|---|---|---|"]
-        lines += [f"| {t} | {m} | {'yes' if ok else 'no'} |" for t, m, ok in goals]
-    return "\n".join(lines) + "\n"
+        lines += table(
+            "Targets:",
+            ["target", "measured", "met"],
+            [[t, m, "yes" if ok else "no"] for t, m, ok in goals],
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:

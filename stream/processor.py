@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -190,12 +190,7 @@ class Processor:
         if len(decoded) > 1:
             self.metrics.events.labels(self.sources.get(raw.topic, "unknown")).inc(len(decoded) - 1)
         record = None
-        for i, event in enumerate(decoded):
-            at = raw if len(decoded) == 1 else replace(raw, index=i)
-            if isinstance(event, DeadLetter):
-                self._count_invalid(raw, event.error_type)
-                outcome.outputs.append(encode(event))
-                continue
+        for at, event in self._each_valid(raw, decoded, outcome):
             assert isinstance(event, UsageEvent | BillingEvent | NetworkQualityEvent)
             key = key_of(event)
             if raw.key is None or raw.key.decode("utf-8", "replace") != key:
@@ -242,12 +237,7 @@ class Processor:
         outcome = Outcome()
         records: dict[bytes, Record] = {}
         decoded = decode_many(raw, NoticeIntent, now)
-        for i, intent in enumerate(decoded):
-            at = raw if len(decoded) == 1 else replace(raw, index=i)
-            if isinstance(intent, DeadLetter):
-                self._count_invalid(raw, intent.error_type)
-                outcome.outputs.append(encode(intent))
-                continue
+        for at, intent in self._each_valid(raw, decoded, outcome):
             assert isinstance(intent, NoticeIntent)
             sid = self._intent_subscriber(at, intent, now)
             if isinstance(sid, Outcome):
@@ -266,6 +256,19 @@ class Processor:
             else:
                 outcome.others[sid] = encode_record(record)
         return outcome
+
+    def _each_valid(
+        self, raw: RawRecord, decoded: Sequence[BaseModel | DeadLetter], outcome: Outcome
+    ) -> Iterator[tuple[RawRecord, BaseModel]]:
+        """Each valid item of a record (or of its batch) with its coordinates;
+        the invalid ones go to `outcome` as dead letters."""
+        for i, item in enumerate(decoded):
+            at = raw if len(decoded) == 1 else replace(raw, index=i)
+            if isinstance(item, DeadLetter):
+                self._count_invalid(raw, item.error_type)
+                outcome.outputs.append(encode(item))
+                continue
+            yield at, item
 
     def _intent_subscriber(
         self, raw: RawRecord, intent: NoticeIntent, now: datetime
