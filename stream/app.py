@@ -20,12 +20,13 @@ import time
 from typing import Any
 
 import faust
-from faust.types import Message
+from faust.types import TP, Message
+from kafka import KafkaAdminClient
 
 from rules.ruleset import RuleSet
 from sinks import OutputTopic
-from stream.connection import ssl_context
-from stream.continuity import Continuity, refetch
+from stream.connection import kafka_python_config, ssl_context
+from stream.continuity import Continuity, refetch, stalled
 from stream.decoding import RawRecord
 from stream.inflight import Inflight
 from stream.metrics import Metrics
@@ -41,6 +42,7 @@ SUBSCRIBER_TABLE = "forewarn-subscribers"
 NETWORK_TABLE = "forewarn-network"
 MEMBERS_TABLE = "forewarn-cell-members"
 INFLIGHT_WARN_SECONDS = 30.0
+STALL_SECONDS = 10.0  # agents idle this long with records waiting: Faust lost them
 PRODUCER_BUFFER_MESSAGES = 10_000
 
 
@@ -98,14 +100,30 @@ def raw_topic(app: faust.App, name: str) -> Any:
     return raw_topics(app, name)
 
 
+class StateTable(faust.Table[bytes, bytes]):
+    """A Faust table that keeps the changelog send of its latest write, so
+    an input is acked only once the broker has its new state
+    (`stream.inflight`)."""
+
+    last_changelog: Any = None
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        self.last_changelog = super().send_changelog(*args, **kwargs)
+        return self.last_changelog
+
+
 def raw_table(app: faust.App, name: str, settings: Settings) -> Any:
-    return app.Table(
-        name,
+    """What `app.Table` does, with our table class."""
+    table = StateTable(
+        app,
+        name=name,
+        beacon=app.tables.beacon,
         partitions=settings.partitions,
         key_type=bytes,
         value_type=bytes,
         help=f"Forewarn state: {name}",
     )
+    return app.tables.add(table)
 
 
 class Wiring:
@@ -122,7 +140,8 @@ class Wiring:
         self.app, self.settings, self.processor = app, settings, processor
         self.metrics, self.reloader = metrics, reloader
         self.ready = False
-        self.positions: dict[tuple[str, int], int] = {}
+        self.positions: dict[tuple[str, int], int] = {}  # last offset processed
+        self.last_record = time.monotonic()
         self.outputs = {
             OutputTopic.CUSTOMER_NOTICES: raw_topic(app, settings.topic("customer_notices")),
             OutputTopic.INTERVENTION_TASKS: raw_topic(app, settings.topic("intervention_tasks")),
@@ -161,11 +180,13 @@ class Wiring:
 
     async def subscriber_agent(self, stream: Any) -> None:
         async for event in stream.noack().events():
+            self.last_record = time.monotonic()
             for e in await self.with_missing(event):
                 await self.subscriber_record(e)
 
     async def network_agent(self, stream: Any) -> None:
         async for event in stream.noack().events():
+            self.last_record = time.monotonic()
             for e in await self.with_missing(event):
                 await self.network_record(e)
 
@@ -282,8 +303,40 @@ class Wiring:
         if rules is not None:
             self.processor.rules = rules
 
+    async def unstall(self) -> None:
+        """Seek back partitions that have records waiting while the agents
+        have received nothing for `STALL_SECONDS` (see `stream.continuity`)."""
+        if self.app.rebalancing or time.monotonic() - self.last_record < STALL_SECONDS:
+            return
+        consumer = self.app.consumer
+        ends = {}
+        for tp in consumer.assignment():
+            if tp.topic in self.processor.sources:  # inputs and internal topics
+                high = consumer.highwater(tp)
+                if high is not None:
+                    ends[(tp.topic, tp.partition)] = high
+        suspects = stalled(ends, self.positions, {})
+        if not suspects:
+            return
+        committed = await asyncio.to_thread(committed_offsets, self.settings, set(suspects))
+        for (topic, partition), done in committed.items():  # processed by the group
+            self.positions[(topic, partition)] = max(
+                self.positions.get((topic, partition), -1), done - 1
+            )
+        for (topic, partition), offset in stalled(ends, self.positions, committed).items():
+            log.warning(
+                "%s[%d] has records from offset %d that were not delivered; seeking back",
+                topic,
+                partition,
+                offset,
+            )
+            self.metrics.stalls.labels(self.processor.sources.get(topic, "unknown")).inc()
+            await consumer.seek(TP(topic, partition), offset)
+
     async def observe(self) -> None:
-        """Consumer lag per partition, in-flight records and local state size."""
+        """Consumer lag per partition, in-flight records and local state size;
+        stalled partitions are sought back."""
+        await self.unstall()
         for agent, inflight in self.inflight.items():
             self.metrics.inflight.labels(agent).set(len(inflight))
             oldest = inflight.oldest()
@@ -317,6 +370,20 @@ class Wiring:
 
 def none() -> None:
     return None
+
+
+def committed_offsets(settings: Settings, tps: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """The group's committed offsets of `tps` (blocking; run it in a thread)."""
+    admin = KafkaAdminClient(**kafka_python_config(settings), client_id="forewarn-stall-check")
+    try:
+        offsets = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
+    finally:
+        admin.close()
+    return {
+        (tp.topic, tp.partition): meta.offset
+        for tp, meta in offsets.items()
+        if (tp.topic, tp.partition) in tps and meta.offset >= 0
+    }
 
 
 def raw_topics(app: faust.App, *names: str) -> Any:

@@ -10,6 +10,14 @@ over a partition, two or three consecutive records were never delivered;
 their offsets were never committed, so a restart would replay them, but the
 running worker would not. (`tests/integration/test_scale_out.py` found it.)
 
+The same loss can take *every* record Faust fetched for a partition it was
+just given (a worker that took over a dead one's partitions, whose backlog
+arrived in one fetch): then no later record reveals a hole, and the
+partition stalls with records waiting. `stalled` names such partitions:
+records exist past what this worker processed and what the group committed,
+yet the agents have received nothing for a while; the app seeks them back
+and Faust delivers them again.
+
 Within one consumer generation the offsets of a non-compacted partition
 follow each other. When a record arrives past a hole, `Continuity.check`
 names the hole; the agent reads the missing records itself with a plain
@@ -49,6 +57,23 @@ class Continuity:
         if fresh or expected is None or offset <= expected:
             return None
         return expected, offset
+
+
+def stalled(
+    ends: dict[Partition, int],
+    processed: dict[Partition, int],
+    committed: dict[Partition, int],
+) -> dict[Partition, int]:
+    """{partition: offset to resume at} for partitions whose log end is past
+    both the next offset this worker would process and the group's committed
+    offset. Call it only when the agents have been idle for a while: an idle
+    agent with records waiting is not waiting for Faust, Faust lost them."""
+    found = {}
+    for tp, end in ends.items():
+        resume = max(processed.get(tp, -1) + 1, committed.get(tp, 0))
+        if end > resume:
+            found[tp] = resume
+    return found
 
 
 async def refetch(

@@ -8,16 +8,20 @@ trip per event. For each input record, in order:
 2. its new state record is visible at once to later inputs of the same key
    (an overlay over the table);
 3. once the broker has acknowledged its outputs *and those of every input
-   before it*, the record is written to the table (and so to the changelog)
-   and the input is acked. Faust commits only acked inputs, after flushing
-   its producer.
+   before it*, the record is written to the table (and so to the changelog);
+4. once the broker has acknowledged that changelog record, the input is
+   acked. Faust commits only acked inputs. (Faust's own flush before a
+   commit gives up after 0.1 s without progress, so it does not guarantee
+   that the state of a committed input reached the changelog; a worker
+   killed then would hand its partitions over without that state.)
 
 A crash anywhere replays from the last commit: an input whose outputs were
 not acknowledged was never written to state, so it is processed again from
 the state before it and gives the same outputs with the same ids. An input
 whose state was written had its outputs acknowledged first, so the engine's
 duplicate check may skip it safely. Inputs without outputs, with nothing
-queued before them, are written and acked on the spot (the common case).
+queued before them, are written on the spot (the common case) and acked
+with their changelog record's acknowledgement.
 
 If the broker refuses an output for good, nothing after it is written or
 acked and the worker stops with an error, to be restarted and replay.
@@ -61,6 +65,7 @@ class Inflight:
         self.on_failure = on_failure
         self.limit = limit
         self.queue: deque[Pending] = deque()
+        self.writing = 0  # inputs written, waiting for their changelog records
         self.overlay: dict[tuple[int, bytes], bytes] = {}
         self.failed: BaseException | None = None
         self.drained = asyncio.Event()
@@ -73,7 +78,7 @@ class Inflight:
         return found if found is not None else table.get(key)
 
     def __len__(self) -> int:
-        return len(self.queue)
+        return len(self.queue) + self.writing
 
     def oldest(self) -> tuple[float, Any] | None:
         """(seconds waiting, event) of the input at the head, if any."""
@@ -87,8 +92,7 @@ class Inflight:
     ) -> None:
         """Called for the current event, after its outputs were sent."""
         if not futures and not self.queue:
-            _apply(event, writes)
-            event.ack()
+            self._ack_when_stored(event, _apply(event, writes))
             return
         pending = Pending(event, futures, writes)
         for table, key, value in writes:
@@ -123,7 +127,7 @@ class Inflight:
                 self.on_failure(self.failed)
                 return
             try:
-                _apply(pending.event, pending.writes)
+                stored = _apply(pending.event, pending.writes)
             except Exception as exc:  # never leave a hole: stop, restart, replay
                 log.exception("could not write state after the outputs were acknowledged")
                 self.failed = exc
@@ -133,16 +137,56 @@ class Inflight:
                 slot = (id(table), key)
                 if self.overlay.get(slot) is value:
                     del self.overlay[slot]
-            pending.event.ack()
+            self._ack_when_stored(pending.event, stored)
         self.drained.set()
 
+    def _ack_when_stored(self, event: Any, changelog: Sequence[asyncio.Future[Any]]) -> None:
+        """Ack `event` once the broker has its state's changelog records."""
+        waiting = [f for f in changelog if not f.done()]
+        if any(_failed(f) for f in changelog if f.done()):
+            self._changelog_failed()
+            return
+        if not waiting:
+            event.ack()
+            return
+        self.writing += 1
+        left = [len(waiting)]
 
-def _apply(event: Any, writes: Sequence[Write]) -> None:
-    """Table writes belong to the partition of the event that caused them;
+        def stored(future: asyncio.Future[Any]) -> None:
+            if _failed(future):
+                self._changelog_failed()
+                return
+            left[0] -= 1
+            if left[0] == 0:
+                self.writing -= 1
+                event.ack()
+
+        for f in waiting:
+            f.add_done_callback(stored)
+
+    def _changelog_failed(self) -> None:
+        if self.failed is None:
+            self.failed = RuntimeError("a state change did not reach the changelog")
+            log.error("the broker refused a changelog record; stopping so the input is replayed")
+            self.on_failure(self.failed)
+
+
+def _apply(event: Any, writes: Sequence[Write]) -> list[asyncio.Future[Any]]:
+    """Write to the tables; returns the changelog sends (`StateTable`).
+    Table writes belong to the partition of the event that caused them;
     Faust reads it from the current event, so that is set to this one."""
     token = _current_event.set(weakref.ref(event))
+    sent = []
     try:
         for table, key, value in writes:
             table[key] = value
+            changelog = getattr(table, "last_changelog", None)
+            if changelog is not None:
+                sent.append(changelog)
     finally:
         _current_event.reset(token)
+    return sent
+
+
+def _failed(future: asyncio.Future[Any]) -> bool:
+    return future.cancelled() or future.exception() is not None

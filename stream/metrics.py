@@ -136,6 +136,12 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.stalls = Counter(
+            "forewarn_input_stalls_total",
+            "Partitions found with records waiting that Faust did not deliver, sought back.",
+            ["source"],
+            registry=r,
+        )
         self.inflight = Gauge(
             "forewarn_inflight_records",
             "Input records whose outputs await the broker's acknowledgement, by agent.",
@@ -164,6 +170,7 @@ class Metrics:
         for source in INPUT_SOURCES:
             self.events.labels(source)
             self.gaps.labels(source)
+            self.stalls.labels(source)
             for reason in DEAD_LETTER_REASONS:
                 if reason != "rule_error":
                     self.invalid.labels(source, reason)

@@ -132,12 +132,20 @@ def test_two_workers_split_partitions_and_one_takes_over_when_the_other_dies(
 
         got = kafka.read("customer_notices", len(expected_ids), timeout=120)
         missing = expected_ids - {n["notice_id"] for n in got}
-        suppressed = {
+        survivor = {
             (name, tuple(sorted(labels))): value
             for (name, labels), value in scrape(settings).items()
-            if name == "forewarn_suppressions_total" and value
+            if name
+            in (
+                "forewarn_suppressions_total",
+                "forewarn_events_consumed_total",
+                "forewarn_consumer_lag_messages",
+                "forewarn_input_gaps_total",
+                "forewarn_inflight_records",
+            )
+            and value
         }
-        assert not missing, (len(missing), suppressed)
+        assert not missing, (len(missing), survivor, a.log_tail(30))
         assert {n["notice_id"] for n in got} == expected_ids
         assert {n["tier"] for n in got} == {"unusual"}
         members = assignment(settings)

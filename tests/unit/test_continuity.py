@@ -4,7 +4,9 @@ the hole, so the worker reads the missing records itself."""
 
 from __future__ import annotations
 
-from stream.continuity import Continuity
+import pytest
+
+from stream.continuity import Continuity, stalled
 
 
 def holes(c: Continuity, offsets: list[int], generation: int = 1) -> list[tuple[int, int] | None]:
@@ -30,3 +32,28 @@ def test_a_new_generation_a_compacted_topic_or_another_partition_is_no_hole() ->
     assert [c.check("profiles", 0, o, 1) for o in (0, 9, 30)] == [None] * 3
     assert c.check("usage", 1, 7, 2) is None
     assert c.check("usage", 1, 9, 2) == (8, 9)
+
+
+@pytest.mark.parametrize(
+    ("ends", "processed", "committed", "resume"),
+    [
+        # taken over from a dead worker: nothing delivered, records waiting past its commit
+        ({("t", 0): 250}, {}, {("t", 0): 105}, {("t", 0): 105}),
+        # caught up: what this worker processed, or what the group committed, reaches the end
+        ({("t", 0): 250}, {("t", 0): 249}, {}, {}),
+        ({("t", 0): 250}, {}, {("t", 0): 250}, {}),
+        # this worker processed past the last commit: resume after its own work
+        ({("t", 0): 250}, {("t", 0): 199}, {("t", 0): 150}, {("t", 0): 200}),
+        # a partition never committed, never processed, with records
+        ({("t", 1): 3}, {}, {}, {("t", 1): 0}),
+        # an empty partition is not stalled
+        ({("t", 2): 0}, {}, {}, {}),
+    ],
+)
+def test_stalled_partitions_resume_after_the_work_already_done(
+    ends: dict[tuple[str, int], int],
+    processed: dict[tuple[str, int], int],
+    committed: dict[tuple[str, int], int],
+    resume: dict[tuple[str, int], int],
+) -> None:
+    assert stalled(ends, processed, committed) == resume

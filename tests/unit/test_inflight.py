@@ -122,3 +122,56 @@ def test_reads_fall_back_to_the_table(value: bytes) -> None:
     inflight = Inflight(lambda exc: None)
     assert inflight.get(table, b"k") == value
     assert inflight.get(table, None) is None
+
+
+class ChangelogTable(Table):
+    """Like `StateTable`: each write's changelog send is a future the test
+    resolves, as the broker would acknowledge it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self.loop = loop
+        self.sends: list[asyncio.Future[Any]] = []
+        self.last_changelog: asyncio.Future[Any] | None = None
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        super().__setitem__(key, value)
+        self.last_changelog = self.loop.create_future()
+        self.sends.append(self.last_changelog)
+
+
+def test_an_input_is_acked_only_once_its_changelog_record_is_acknowledged() -> None:
+    async def main() -> None:
+        table, failures = ChangelogTable(asyncio.get_running_loop()), []
+        inflight = Inflight(failures.append)
+        first, second = Event("1"), Event("2")
+        inflight.add(first, [], [(table, b"a", b"a1")])
+        inflight.add(second, [], [(table, b"b", b"b1")])
+        assert table == {b"a": b"a1", b"b": b"b1"}  # written and readable at once
+        assert not first.acked and not second.acked and len(inflight) == 2
+        table.sends[1].set_result(None)
+        await asyncio.sleep(0)
+        assert second.acked and not first.acked  # Faust commits only up to a gap
+        table.sends[0].set_result(None)
+        await asyncio.sleep(0)
+        assert first.acked and len(inflight) == 0 and failures == []
+
+    run(main())
+
+
+def test_a_refused_changelog_record_stops_the_worker_without_acking() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        table, failures = ChangelogTable(loop), []
+        inflight = Inflight(failures.append)
+        e = Event("1")
+        out: asyncio.Future[Any] = loop.create_future()
+        inflight.add(e, [out], [(table, b"a", b"a1")])
+        out.set_result(None)
+        await asyncio.sleep(0)
+        table.sends[0].set_exception(RuntimeError("RecordTooLarge"))
+        await asyncio.sleep(0)
+        assert not e.acked
+        assert [str(f) for f in failures] == ["a state change did not reach the changelog"]
+
+    run(main())
