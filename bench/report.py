@@ -18,6 +18,7 @@ PARTS = {
     "compare": "compare.json",
     "rules_scale": "rules-scale.json",
     "scale_out": "scale-out.json",
+    "state_scale": "state-scale.json",
 }
 
 
@@ -81,7 +82,7 @@ def service_table(s: dict[str, Any]) -> list[str]:
         ["events/s, one worker draining a backlog", s["events_per_second"]],
         ["profiles/s (initial load)", s["profiles_per_second"]],
     ]
-    for share in (50, 80):
+    for share in (50, 70, 80):
         if lat := s.get(f"latency_{share}"):
             rows.append(
                 [
@@ -129,12 +130,37 @@ def scale_out_table(o: dict[str, Any]) -> list[str]:
     return table(title, ["workers", "events/s"], rows)
 
 
+def state_table(st: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            x["subscribers"],
+            x["profiles_per_second"],
+            x.get("profiles_peak_rss_mb", "-"),
+            x["events_per_second"],
+            x["peak_rss_mb"],
+            x["state_mb"],
+        ]
+        for x in st["runs"]
+    ]
+    title = f"Subscribers of state ({st['events']:,} events each):"
+    header = [
+        "subscribers",
+        "profiles/s",
+        "RSS loading MB",
+        "events/s",
+        "RSS draining MB",
+        "state MB",
+    ]
+    return table(title, header, rows)
+
+
 def markdown(parts: dict[str, Any]) -> str:
     sections = {
         "service": service_table,
         "compare": compare_table,
         "rules_scale": rules_table,
         "scale_out": scale_out_table,
+        "state_scale": state_table,
     }
     lines: list[str] = []
     for name, render in sections.items():

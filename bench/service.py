@@ -6,7 +6,7 @@ the default ruleset and simulated traffic:
    produced, and it is started again on its local state; we time process
    start → first event processed, and the rate at which it drains the
    backlog (events/s), with its peak RSS;
-3. **latency**: events are produced at 50% and 80% of that rate; for every
+3. **latency**: events are produced at 50%, 70% and 80% of that rate; for every
    notice and task, latency = broker timestamp of the output minus the time its
    latest source event was sent;
 4. **cold restart**: the local state is deleted, so the worker restores all
@@ -133,6 +133,7 @@ def load_profiles(r: Run) -> None:
     r.worker.start()
     start, end = drain(r.worker, n, timeout=1800)
     r.result["profiles_per_second"] = round(n / max(end - start, 1e-9))
+    r.result["profiles_peak_rss_mb"] = round(r.worker.peak_rss_mb(), 1)
     r.result["sigterm_seconds"] = round(r.worker.stop(), 2)
 
 
@@ -152,10 +153,13 @@ def warm_restart_and_drain(r: Run, events: int, profile: Path | None) -> float:
     return rate
 
 
+LOAD_SHARES = (0.5, 0.7, 0.8)  # of the backlog rate; 0.7 shows the knee on a 2-core box
+
+
 def paced_latency(r: Run, rate: float, seconds: float) -> None:
     consumed = r.worker.consumed()
     paced = Producer(r.settings, linger_ms=1)
-    for share in (0.5, 0.8):
+    for share in LOAD_SHARES:
         say(f"latency: {share:.0%} of the maximum, {seconds:.0f}s")
         mark = time.time()
         phase = paced.paced(r.stream, rate * share, seconds)

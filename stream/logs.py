@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-_DIGITS = re.compile(r"\d{7,}")
+_DIGITS = re.compile(r"(?<![\d.])\d{7,}")  # an id, not the decimals of a number
 _STANDARD = set(vars(logging.makeLogRecord({})))
 
 

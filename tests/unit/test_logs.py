@@ -45,10 +45,12 @@ def test_long_digit_runs_from_any_logger_are_masked(captured: io.StringIO) -> No
     # A library formatting a record key into its message must not leak it.
     logging.getLogger("faust.topics").warning("send: k=%r", b"8613800001234")
     logging.getLogger("forewarn.test").info("order 123456 is short enough to stay")
-    first, second = (json.loads(line) for line in captured.getvalue().splitlines())
+    logging.getLogger("mode.timers").warning("Timer commit is overlapping (runtime=1.0000005193)")
+    first, second, third = (json.loads(line) for line in captured.getvalue().splitlines())
     assert first["msg"] == "send: k=b'*********1234'"
     assert "8613800001234" not in captured.getvalue()
     assert second["msg"] == "order 123456 is short enough to stay"
+    assert third["msg"].endswith("(runtime=1.0000005193)")  # decimals are not ids
 
 
 def test_tracebacks_are_masked_too(captured: io.StringIO) -> None:
