@@ -14,14 +14,12 @@ import argparse
 import json
 import re
 import shutil
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Producer, Worker, delete_topics, fresh_settings
-from bench.service import Run, load_profiles, say, warm_restart_and_drain
+from bench.harness import delete_topics, fresh_settings
+from bench.service import backlog_run, load_profiles, say, warm_restart_and_drain
 from stream.settings import DEFAULT_RULES_DIR
-from stream.simulate import Population, simulate
 
 
 def ruleset(count: int, into: Path) -> Path:
@@ -43,15 +41,7 @@ def ruleset(count: int, into: Path) -> Path:
 def measure(rules: int, subscribers: int, events: int, workdir: Path) -> dict[str, Any]:
     rules_dir = ruleset(rules, workdir / f"rules-{rules}")
     settings = fresh_settings(workdir, rule_paths=(rules_dir,))
-    population = Population(subscribers)
-    r = Run(
-        settings,
-        population,
-        Worker(settings, workdir / f"{settings.app_id}.log"),
-        Producer(settings),
-        simulate(population, events, span=timedelta(days=2), profiles=False),
-        {"rules": rules},
-    )
+    r = backlog_run(settings, subscribers, events, workdir, {"rules": rules})
     try:
         load_profiles(r)
         warm_restart_and_drain(r, events, None)

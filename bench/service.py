@@ -91,6 +91,22 @@ class Run:
     result: dict[str, Any]
 
 
+def backlog_run(
+    settings: Settings, subscribers: int, events: int, workdir: Path, result: dict[str, Any]
+) -> Run:
+    """A worker, a producer and `events` simulated events over two days for
+    `subscribers`: what the profile-load-then-drain benchmarks share."""
+    population = Population(subscribers)
+    return Run(
+        settings,
+        population,
+        Worker(settings, workdir / f"{settings.app_id}.log"),
+        Producer(settings),
+        simulate(population, events, span=timedelta(days=2), profiles=False),
+        result,
+    )
+
+
 def run(
     subscribers: int, events: int, seconds: float, workdir: Path, profile: Path | None = None
 ) -> dict[str, Any]:

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Producer, Worker, delete_topics, fresh_settings
-from bench.service import Run, load_profiles, say, warm_restart_and_drain
-from stream.simulate import Population, simulate
+from bench.harness import Worker, delete_topics, fresh_settings
+from bench.service import backlog_run, load_profiles, say, warm_restart_and_drain
 
 
 def state_bytes(worker: Worker) -> float:
@@ -30,16 +28,9 @@ def state_bytes(worker: Worker) -> float:
 
 
 def measure(subscribers: int, events: int, workdir: Path) -> dict[str, Any]:
+    workdir.mkdir(parents=True, exist_ok=True)
     settings = fresh_settings(workdir)
-    population = Population(subscribers)
-    r = Run(
-        settings,
-        population,
-        Worker(settings, workdir / f"{settings.app_id}.log"),
-        Producer(settings),
-        simulate(population, events, span=timedelta(days=2), profiles=False),
-        {"subscribers": subscribers},
-    )
+    r = backlog_run(settings, subscribers, events, workdir, {"subscribers": subscribers})
     try:
         load_profiles(r)
         warm_restart_and_drain(r, events, None)
