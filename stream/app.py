@@ -42,7 +42,7 @@ SUBSCRIBER_TABLE = "forewarn-subscribers"
 NETWORK_TABLE = "forewarn-network"
 MEMBERS_TABLE = "forewarn-cell-members"
 INFLIGHT_WARN_SECONDS = 30.0
-STALL_SECONDS = 10.0  # agents idle this long with records waiting: Faust lost them
+STALL_SECONDS = 20.0  # a partition this quiet with records waiting: Faust lost them
 PRODUCER_BUFFER_MESSAGES = 10_000
 
 
@@ -141,7 +141,8 @@ class Wiring:
         self.metrics, self.reloader = metrics, reloader
         self.ready = False
         self.positions: dict[tuple[str, int], int] = {}  # last offset processed
-        self.last_record = time.monotonic()
+        self.delivered: dict[tuple[str, int], float] = {}  # partition -> last record seen
+        self.watching: dict[tuple[str, int], float] = {}  # partition -> first seen assigned
         self.outputs = {
             OutputTopic.CUSTOMER_NOTICES: raw_topic(app, settings.topic("customer_notices")),
             OutputTopic.INTERVENTION_TASKS: raw_topic(app, settings.topic("intervention_tasks")),
@@ -180,15 +181,18 @@ class Wiring:
 
     async def subscriber_agent(self, stream: Any) -> None:
         async for event in stream.noack().events():
-            self.last_record = time.monotonic()
+            self.seen(event)
             for e in await self.with_missing(event):
                 await self.subscriber_record(e)
 
     async def network_agent(self, stream: Any) -> None:
         async for event in stream.noack().events():
-            self.last_record = time.monotonic()
+            self.seen(event)
             for e in await self.with_missing(event):
                 await self.network_record(e)
+
+    def seen(self, event: Any) -> None:
+        self.delivered[(event.message.topic, event.message.partition)] = time.monotonic()
 
     async def subscriber_record(self, event: Any) -> None:
         inflight = self.inflight[SUBSCRIBER_AGENT]
@@ -304,17 +308,24 @@ class Wiring:
             self.processor.rules = rules
 
     async def unstall(self) -> None:
-        """Seek back partitions that have records waiting while the agents
-        have received nothing for `STALL_SECONDS` (see `stream.continuity`)."""
-        if self.app.rebalancing or time.monotonic() - self.last_record < STALL_SECONDS:
+        """Seek back partitions that have records waiting but from which no
+        record arrived for `STALL_SECONDS` (see `stream.continuity`)."""
+        if self.app.rebalancing:
             return
+        now = time.monotonic()
         consumer = self.app.consumer
+        assigned = {
+            (tp.topic, tp.partition): tp
+            for tp in consumer.assignment()
+            if tp.topic in self.processor.sources  # inputs and internal topics
+        }
+        self.watching = {p: self.watching.get(p, now) for p in assigned}
         ends = {}
-        for tp in consumer.assignment():
-            if tp.topic in self.processor.sources:  # inputs and internal topics
-                high = consumer.highwater(tp)
-                if high is not None:
-                    ends[(tp.topic, tp.partition)] = high
+        for p, tp in assigned.items():
+            high = consumer.highwater(tp)
+            quiet_since = max(self.watching[p], self.delivered.get(p, 0.0))
+            if high is not None and now - quiet_since >= STALL_SECONDS:
+                ends[p] = high
         suspects = stalled(ends, self.positions, {})
         if not suspects:
             return
@@ -331,6 +342,7 @@ class Wiring:
                 offset,
             )
             self.metrics.stalls.labels(self.processor.sources.get(topic, "unknown")).inc()
+            self.delivered[(topic, partition)] = now  # give the seek time to deliver
             await consumer.seek(TP(topic, partition), offset)
 
     async def observe(self) -> None:

@@ -15,8 +15,10 @@ just given (a worker that took over a dead one's partitions, whose backlog
 arrived in one fetch): then no later record reveals a hole, and the
 partition stalls with records waiting. `stalled` names such partitions:
 records exist past what this worker processed and what the group committed,
-yet the agents have received nothing for a while; the app seeks them back
-and Faust delivers them again.
+yet none of that partition's records arrived for a while (a partition with
+a backlog gets records in every fetch, so a quiet one is a lost one); the
+app seeks them back and Faust delivers them again. A false alarm costs
+duplicates, which at-least-once delivery with idempotent ids absorbs.
 
 Within one consumer generation the offsets of a non-compacted partition
 follow each other. When a record arrives past a hole, `Continuity.check`
@@ -66,8 +68,7 @@ def stalled(
 ) -> dict[Partition, int]:
     """{partition: offset to resume at} for partitions whose log end is past
     both the next offset this worker would process and the group's committed
-    offset. Call it only when the agents have been idle for a while: an idle
-    agent with records waiting is not waiting for Faust, Faust lost them."""
+    offset. Pass only partitions that have been quiet for a while."""
     found = {}
     for tp, end in ends.items():
         resume = max(processed.get(tp, -1) + 1, committed.get(tp, 0))
