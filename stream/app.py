@@ -43,6 +43,7 @@ NETWORK_TABLE = "forewarn-network"
 MEMBERS_TABLE = "forewarn-cell-members"
 INFLIGHT_WARN_SECONDS = 30.0
 STALL_SECONDS = 20.0  # a partition this quiet with records waiting: Faust lost them
+RECOVERY_STALL_SECONDS = 60.0  # changelog recovery without progress this long: stuck
 PRODUCER_BUFFER_MESSAGES = 10_000
 
 
@@ -143,6 +144,7 @@ class Wiring:
         self.positions: dict[tuple[str, int], int] = {}  # last offset processed
         self.delivered: dict[tuple[str, int], float] = {}  # partition -> last record seen
         self.watching: dict[tuple[str, int], float] = {}  # partition -> first seen assigned
+        self.recovery: tuple[int, float] | None = None  # (records remaining, since when)
         self.outputs = {
             OutputTopic.CUSTOMER_NOTICES: raw_topic(app, settings.topic("customer_notices")),
             OutputTopic.INTERVENTION_TASKS: raw_topic(app, settings.topic("intervention_tasks")),
@@ -345,9 +347,36 @@ class Wiring:
             self.delivered[(topic, partition)] = now  # give the seek time to deliver
             await consumer.seek(TP(topic, partition), offset)
 
+    def recovery_stuck(self, now: float) -> bool:
+        """True when changelog recovery has made no progress for
+        `RECOVERY_STALL_SECONDS`. faust-streaming 0.15.3 can leave a changelog
+        partition that moved away and back unfetched ("No event received for
+        active tp ... since recovery start"); only a new consumer recovers it."""
+        recovery: Any = self.app.tables.recovery  # type: ignore[attr-defined]
+        if not recovery.in_recovery:
+            self.recovery = None
+            return False
+        remaining = int(recovery.active_remaining_total())
+        if self.recovery is None or self.recovery[0] != remaining:
+            self.recovery = (remaining, now)
+            return False
+        return remaining > 0 and now - self.recovery[1] >= RECOVERY_STALL_SECONDS
+
     async def observe(self) -> None:
         """Consumer lag per partition, in-flight records and local state size;
-        stalled partitions are sought back."""
+        stalled partitions are sought back; a stuck recovery stops the worker
+        so that its supervisor starts a new one."""
+        if self.recovery_stuck(time.monotonic()):
+            log.error(
+                "changelog recovery made no progress for %.0fs (%d records remaining);"
+                " stopping so a restarted worker recovers",
+                RECOVERY_STALL_SECONDS,
+                self.recovery[0] if self.recovery else -1,
+            )
+            self.crashing = asyncio.ensure_future(
+                self.app.crash(RuntimeError("changelog recovery stuck"))
+            )
+            return
         await self.unstall()
         for agent, inflight in self.inflight.items():
             self.metrics.inflight.labels(agent).set(len(inflight))
