@@ -26,7 +26,7 @@ from kafka import KafkaAdminClient
 from rules.ruleset import RuleSet
 from sinks import OutputTopic
 from stream.connection import kafka_python_config, ssl_context
-from stream.continuity import Continuity, refetch, stalled
+from stream.continuity import Continuity, Progress, recovery_progress, refetch, stalled
 from stream.decoding import RawRecord
 from stream.inflight import Inflight
 from stream.metrics import Metrics
@@ -144,7 +144,7 @@ class Wiring:
         self.positions: dict[tuple[str, int], int] = {}  # last offset processed
         self.delivered: dict[tuple[str, int], float] = {}  # partition -> last record seen
         self.watching: dict[tuple[str, int], float] = {}  # partition -> first seen assigned
-        self.recovery: tuple[int, float] | None = None  # (records remaining, since when)
+        self.recovery: Progress = None  # changelog records remaining, since when
         self.outputs = {
             OutputTopic.CUSTOMER_NOTICES: raw_topic(app, settings.topic("customer_notices")),
             OutputTopic.INTERVENTION_TASKS: raw_topic(app, settings.topic("intervention_tasks")),
@@ -353,14 +353,11 @@ class Wiring:
         partition that moved away and back unfetched ("No event received for
         active tp ... since recovery start"); only a new consumer recovers it."""
         recovery: Any = self.app.tables.recovery  # type: ignore[attr-defined]
-        if not recovery.in_recovery:
-            self.recovery = None
-            return False
-        remaining = int(recovery.active_remaining_total())
-        if self.recovery is None or self.recovery[0] != remaining:
-            self.recovery = (remaining, now)
-            return False
-        return remaining > 0 and now - self.recovery[1] >= RECOVERY_STALL_SECONDS
+        remaining = int(recovery.active_remaining_total()) if recovery.in_recovery else 0
+        self.recovery, stuck = recovery_progress(
+            self.recovery, bool(recovery.in_recovery), remaining, now, RECOVERY_STALL_SECONDS
+        )
+        return stuck
 
     async def observe(self) -> None:
         """Consumer lag per partition, in-flight records and local state size;

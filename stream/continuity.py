@@ -77,6 +77,21 @@ def stalled(
     return found
 
 
+Progress = tuple[int, float] | None  # (changelog records remaining, since when)
+
+
+def recovery_progress(
+    before: Progress, in_recovery: bool, remaining: int, now: float, after: float
+) -> tuple[Progress, bool]:
+    """(progress to keep, stuck?): changelog recovery is stuck when records
+    remain and their count has not moved for `after` seconds."""
+    if not in_recovery:
+        return None, False
+    if before is None or before[0] != remaining:
+        return (remaining, now), False
+    return before, remaining > 0 and now - before[1] >= after
+
+
 async def refetch(
     settings: Settings, topic: str, partition: int, first: int, end: int
 ) -> list[Any]:

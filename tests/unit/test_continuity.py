@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream.continuity import Continuity, stalled
+from stream.continuity import Continuity, recovery_progress, stalled
 
 
 def holes(c: Continuity, offsets: list[int], generation: int = 1) -> list[tuple[int, int] | None]:
@@ -57,3 +57,15 @@ def test_stalled_partitions_resume_after_the_work_already_done(
     resume: dict[tuple[str, int], int],
 ) -> None:
     assert stalled(ends, processed, committed) == resume
+
+
+def test_a_recovery_is_stuck_only_when_records_remain_and_do_not_move() -> None:
+    progress, stuck = recovery_progress(None, True, 105, now=0.0, after=60)
+    assert (progress, stuck) == ((105, 0.0), False)
+    progress, stuck = recovery_progress(progress, True, 105, now=59.0, after=60)
+    assert not stuck
+    assert recovery_progress(progress, True, 105, now=60.0, after=60) == ((105, 0.0), True)
+    # progress resets the clock; a finished or absent recovery is never stuck
+    assert recovery_progress(progress, True, 80, now=61.0, after=60) == ((80, 61.0), False)
+    assert recovery_progress((0, 0.0), True, 0, now=500.0, after=60) == ((0, 0.0), False)
+    assert recovery_progress(progress, False, 0, now=500.0, after=60) == (None, False)
