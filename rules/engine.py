@@ -524,11 +524,9 @@ def evaluate(
 def _rules_for(event: InputEvent, rules: RuleSet) -> tuple[Rule, ...]:
     """The rules an event is evaluated against: its source's, and for a
     network event only those keyed like its scope (cell or line)."""
-    source_rules = rules.for_source(source_of(event))
-    if not isinstance(event, NetworkQualityEvent):
-        return source_rules
-    cell = event.scope is NetworkScope.CELL
-    return tuple(r for r in source_rules if (r.key is KeyField.CELL_ID) == cell)
+    if isinstance(event, NetworkQualityEvent):
+        return rules.for_network(event.scope is NetworkScope.CELL)
+    return rules.for_source(source_of(event))
 
 
 def _is_fresh(rs: Mapping[str, Any]) -> bool:

@@ -127,6 +127,18 @@ class RuleSet:
         """The enabled rules of a source, in file order (computed once)."""
         return self._by_source.get(source, ())
 
+    def for_network(self, cell: bool) -> tuple[Rule, ...]:
+        """The enabled network-quality rules for a cell's events (keyed by
+        cell) or for a broadband line's (the others), computed once."""
+        return self._by_network[cell]
+
+    @cached_property
+    def _by_network(self) -> dict[bool, tuple[Rule, ...]]:
+        rules = self.for_source(Source.NETWORK_QUALITY)
+        return {
+            c: tuple(r for r in rules if (r.key is KeyField.CELL_ID) == c) for c in (True, False)
+        }
+
     @cached_property
     def _by_source(self) -> dict[Source, tuple[Rule, ...]]:
         by: dict[Source, list[Rule]] = {}
