@@ -1,5 +1,6 @@
 """Topic administration: create the input and output topics with the right
-partition counts and configs, and verify co-partitioning.
+partition counts and configs, verify co-partitioning, and read the group's
+committed offsets.
 
 All subscriber-keyed topics share `Settings.partitions` so that one worker
 owns a subscriber's usage, billing and profile partitions together.
@@ -93,3 +94,17 @@ def co_partitioning_problems(settings: Settings, admin: KafkaAdminClient) -> lis
     return [
         f"error: topics read by the worker must have equal partition counts (set FOREWARN_PARTITIONS and recreate or add partitions): {detail}"
     ]
+
+
+def committed_offsets(settings: Settings, tps: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """The group's committed offsets of `tps` (blocking; run it in a thread)."""
+    admin = KafkaAdminClient(**kafka_python_config(settings), client_id="forewarn-stall-check")
+    try:
+        offsets = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
+    finally:
+        admin.close()
+    return {
+        (tp.topic, tp.partition): meta.offset
+        for tp, meta in offsets.items()
+        if (tp.topic, tp.partition) in tps and meta.offset >= 0
+    }

@@ -21,12 +21,20 @@ from typing import Any
 
 import faust
 from faust.types import TP, Message
-from kafka import KafkaAdminClient
 
 from rules.ruleset import RuleSet
 from sinks import OutputTopic
-from stream.connection import kafka_python_config, ssl_context
-from stream.continuity import Continuity, Progress, recovery_progress, refetch, stalled
+from stream.admin import committed_offsets
+from stream.connection import ssl_context
+from stream.continuity import (
+    Continuity,
+    Progress,
+    Since,
+    recovery_progress,
+    refetch,
+    stalled,
+    unchanged_since,
+)
 from stream.decoding import RawRecord
 from stream.inflight import Inflight
 from stream.metrics import Metrics
@@ -142,8 +150,7 @@ class Wiring:
         self.metrics, self.reloader = metrics, reloader
         self.ready = False
         self.positions: dict[tuple[str, int], int] = {}  # last offset processed
-        self.delivered: dict[tuple[str, int], float] = {}  # partition -> last record seen
-        self.watching: dict[tuple[str, int], float] = {}  # partition -> first seen assigned
+        self.watching: dict[tuple[str, int], Since] = {}  # position, unchanged since
         self.recovery: Progress = None  # changelog records remaining, since when
         self.outputs = {
             OutputTopic.CUSTOMER_NOTICES: raw_topic(app, settings.topic("customer_notices")),
@@ -183,18 +190,13 @@ class Wiring:
 
     async def subscriber_agent(self, stream: Any) -> None:
         async for event in stream.noack().events():
-            self.seen(event)
             for e in await self.with_missing(event):
                 await self.subscriber_record(e)
 
     async def network_agent(self, stream: Any) -> None:
         async for event in stream.noack().events():
-            self.seen(event)
             for e in await self.with_missing(event):
                 await self.network_record(e)
-
-    def seen(self, event: Any) -> None:
-        self.delivered[(event.message.topic, event.message.partition)] = time.monotonic()
 
     async def subscriber_record(self, event: Any) -> None:
         inflight = self.inflight[SUBSCRIBER_AGENT]
@@ -310,8 +312,8 @@ class Wiring:
             self.processor.rules = rules
 
     async def unstall(self) -> None:
-        """Seek back partitions that have records waiting but from which no
-        record arrived for `STALL_SECONDS` (see `stream.continuity`)."""
+        """Seek back partitions that have records waiting but whose position
+        has not moved for `STALL_SECONDS` (see `stream.continuity`)."""
         if self.app.rebalancing:
             return
         now = time.monotonic()
@@ -321,12 +323,13 @@ class Wiring:
             for tp in consumer.assignment()
             if tp.topic in self.processor.sources  # inputs and internal topics
         }
-        self.watching = {p: self.watching.get(p, now) for p in assigned}
+        self.watching = {
+            p: unchanged_since(self.watching.get(p), self.positions.get(p), now) for p in assigned
+        }
         ends = {}
         for p, tp in assigned.items():
             high = consumer.highwater(tp)
-            quiet_since = max(self.watching[p], self.delivered.get(p, 0.0))
-            if high is not None and now - quiet_since >= STALL_SECONDS:
+            if high is not None and now - self.watching[p][1] >= STALL_SECONDS:
                 ends[p] = high
         suspects = stalled(ends, self.positions, {})
         if not suspects:
@@ -344,7 +347,7 @@ class Wiring:
                 offset,
             )
             self.metrics.stalls.labels(self.processor.sources.get(topic, "unknown")).inc()
-            self.delivered[(topic, partition)] = now  # give the seek time to deliver
+            self.watching[(topic, partition)] = (None, now)  # give the seek time to deliver
             await consumer.seek(TP(topic, partition), offset)
 
     def recovery_stuck(self, now: float) -> bool:
@@ -408,20 +411,6 @@ class Wiring:
 
 def none() -> None:
     return None
-
-
-def committed_offsets(settings: Settings, tps: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
-    """The group's committed offsets of `tps` (blocking; run it in a thread)."""
-    admin = KafkaAdminClient(**kafka_python_config(settings), client_id="forewarn-stall-check")
-    try:
-        offsets = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
-    finally:
-        admin.close()
-    return {
-        (tp.topic, tp.partition): meta.offset
-        for tp, meta in offsets.items()
-        if (tp.topic, tp.partition) in tps and meta.offset >= 0
-    }
 
 
 def raw_topics(app: faust.App, *names: str) -> Any:

@@ -77,7 +77,13 @@ def stalled(
     return found
 
 
-Progress = tuple[int, float] | None  # (changelog records remaining, since when)
+Since = tuple[Any, float]  # (a value, since when it has had that value)
+Progress = Since | None  # of changelog records remaining
+
+
+def unchanged_since(before: Since | None, value: Any, now: float) -> Since:
+    """`before` if the value is still the same, else (value, now)."""
+    return before if before is not None and before[0] == value else (value, now)
 
 
 def recovery_progress(
@@ -87,9 +93,8 @@ def recovery_progress(
     remain and their count has not moved for `after` seconds."""
     if not in_recovery:
         return None, False
-    if before is None or before[0] != remaining:
-        return (remaining, now), False
-    return before, remaining > 0 and now - before[1] >= after
+    progress = unchanged_since(before, remaining, now)
+    return progress, remaining > 0 and now - progress[1] >= after
 
 
 async def refetch(
