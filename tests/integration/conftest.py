@@ -194,3 +194,14 @@ def wait_for(
         )
         report.append(f"--- {w.log_path.name}: {state}\n{w.log_tail(80)}")
     raise AssertionError("\n".join(report))
+
+
+def wait_for_metric(
+    worker: WorkerProcess, name: str, at_least: float, what: str, **labels: str
+) -> None:
+    """Wait until the worker's `name` (summed over `labels`) reaches `at_least`."""
+    wait_for(
+        lambda: metric(scrape(worker.settings), name, **labels) >= at_least,
+        what,
+        workers=(worker,),
+    )

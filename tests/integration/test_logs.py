@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from stream.settings import DEFAULT_RULES_DIR, Settings
-from tests.integration.conftest import WorkerProcess, metric, scrape, wait_for
+from tests.integration.conftest import WorkerProcess, wait_for_metric
 from tests.integration.kafka import KafkaProbe
 from tests.integration.test_resilience import usage
 
@@ -42,10 +42,8 @@ def test_worker_output_is_json_lines_without_subscriber_ids(
         assert len(kafka.read("customer_notices", len(sids))) == len(sids)
         bad = rules_dir / "data-usage.yaml"
         bad.write_text(bad.read_text().replace('"ratio >= 0.8"', '"ratio >>= 0.8"'))
-        wait_for(
-            lambda: metric(scrape(live), "forewarn_rules_reloads_total", result="failure") >= 1,
-            "the rejected reload",
-            workers=(proc,),
+        wait_for_metric(
+            proc, "forewarn_rules_reloads_total", 1, "the rejected reload", result="failure"
         )
     finally:
         assert proc.stop() == 0

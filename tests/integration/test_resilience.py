@@ -18,7 +18,7 @@ from rules.loader import load_rule_set
 from sinks import ListDestination
 from stream.replay import replay
 from stream.settings import DEFAULT_RULES_DIR, Settings
-from tests.integration.conftest import WorkerProcess, metric, scrape, wait_for
+from tests.integration.conftest import WorkerProcess, metric, scrape, wait_for, wait_for_metric
 from tests.integration.kafka import KafkaProbe
 
 pytestmark = pytest.mark.integration
@@ -137,17 +137,17 @@ def test_rule_changes_apply_live_and_a_bad_change_is_refused(
     try:
         kafka.send("usage_events", "8613600000001", usage(1, "8613600000001", 750))
         kafka.flush()
-        wait_for(
-            lambda: metric(scrape(live), "forewarn_events_consumed_total", source="usage") >= 1,
-            "the first event",
-            workers=(proc,),
+        wait_for_metric(
+            proc, "forewarn_events_consumed_total", 1, "the first event", source="usage"
         )
         data_usage = rules_dir / "data-usage.yaml"
         data_usage.write_text(data_usage.read_text().replace('"ratio >= 0.8"', '"ratio >= 0.7"'))
-        wait_for(
-            lambda: metric(scrape(live), "forewarn_rules_reloads_total", result="success") >= 2,
+        wait_for_metric(
+            proc,
+            "forewarn_rules_reloads_total",
+            2,
             "the reload of the changed threshold",
-            workers=(proc,),
+            result="success",
         )
         kafka.send("usage_events", "8613600000002", usage(2, "8613600000002", 750))
         kafka.flush()
@@ -155,10 +155,8 @@ def test_rule_changes_apply_live_and_a_bad_change_is_refused(
         assert [(n["subscriber_id"], n["tier"]) for n in first] == [("8613600000002", "80pct")]
 
         data_usage.write_text(data_usage.read_text().replace('"ratio >= 0.7"', '"ratio >>= 0.1"'))
-        wait_for(
-            lambda: metric(scrape(live), "forewarn_rules_reloads_total", result="failure") >= 1,
-            "the rejected reload",
-            workers=(proc,),
+        wait_for_metric(
+            proc, "forewarn_rules_reloads_total", 1, "the rejected reload", result="failure"
         )
         assert metric(scrape(live), "forewarn_rules_last_reload_success") == 0
         kafka.send("usage_events", "8613600000003", usage(3, "8613600000003", 750))
