@@ -8,9 +8,15 @@ State is one JSON-compatible dict per key (subscriber, cell or line), read
 and written once per event whatever the number of rules:
 
     {"seen": [recent event ids], "acc": {cycle: {service: used}},
-     "rules": {rule_id: {"shape", "win", "base", "chg", "streak", "clear",
-                         "episode", "sent"}},
+     "series": {series_id: {"win", "base", "chg"}},
+     "rules": {rule_id: {"shape", "streak", "clear", "episode", "sent"}},
      "policy": {...}}   # the notice policy's part (rules.policy)
+
+A series is what a rule computes before its tiers (filter, measures,
+window, baseline, change); rules with the same one share its computation
+and its state. Rules whose conditions do not hold and that have nothing
+under way are found by one generated check per series and cost no state,
+so a large rule set costs little more than its few series.
 
 Lifecycle of a rule for a key (after Prometheus' alerting rules): a tier's
 condition must hold `for` N evaluations or a duration; the highest such tier
@@ -26,12 +32,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC as _UTC
 from datetime import datetime, timedelta
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import Any
 
 from rules.identity import detection_id, resolution_id, task_id
 from rules.model import Audience, DedupScope, KeyField, Source
-from rules.ruleset import Persist, Rule, RuleSet, Tier
+from rules.ruleset import Persist, Plan, Rule, RuleSet, Tier
 from rules.templates import Renderer
 from rules.windows import (
     aggregate,
@@ -195,8 +201,88 @@ def _round(v: Any) -> Any:
     return round(v, 4) if isinstance(v, float) else v
 
 
+class _Step(Enum):
+    """How far a series got for one event."""
+
+    FILTERED = "filtered"  # the rule's filter rejected the event
+    LATE = "late"  # older than the window: ignored
+    OPEN = "open"  # added to a tumbling window that has not closed yet
+    READY = "ready"  # values to evaluate the tiers on
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class _Computed:
+    """A series' outcome for one event: its new state (None: unchanged), and
+    when READY the names the tiers read and the events behind them."""
+
+    step: _Step
+    state: dict[str, Any] | None = None
+    scope: dict[str, Any] = field(default_factory=dict)
+    sources: tuple[str, ...] = ()
+    error: str = ""
+
+
+def _compute(
+    rule: Rule, previous: dict[str, Any] | None, env: dict[str, Any], t: float, event_id: str
+) -> _Computed:
+    """The series part of `rule` (filter, measures, window, baseline, change)
+    for one event: the same for every rule with its series id."""
+    if rule.filter is not None and not rule.filter.evaluate(env):
+        return _Computed(_Step.FILTERED)
+    ss: dict[str, Any] = dict(previous) if previous else {}
+    values = [m.expr.evaluate(env) for m in rule.measures]
+    values = [
+        float(v) if isinstance(v, int | float) and not isinstance(v, bool) else v for v in values
+    ]
+    scope = dict(env)
+    sources: tuple[str, ...] = (event_id,)  # the events behind a detection
+    if rule.window is None:
+        scope.update({m.name: v for m, v in zip(rule.measures, values, strict=True)})
+    elif rule.window[0] == "sliding":
+        entries = sliding_step(ss.get("win"), t, values, rule.window[1])
+        if entries is None:
+            return _Computed(_Step.LATE)
+        ss["win"] = entries
+        for i, m in enumerate(rule.measures):
+            assert m.aggregate is not None
+            scope[m.name] = aggregate(m.aggregate, sliding_values(entries, i))
+        scope["window_start"] = t - rule.window[1]
+    else:
+        win, closed = tumbling_step(ss.get("win"), t, values, rule.window[1], event_id)
+        if win is None:
+            return _Computed(_Step.LATE)
+        ss["win"] = win
+        if closed is None:
+            return _Computed(_Step.OPEN, ss)
+        for i, m in enumerate(rule.measures):
+            assert m.aggregate is not None
+            scope[m.name] = aggregate(m.aggregate, closed["samples"][i])
+        scope["window_start"] = closed["start"]
+        scope["window_end"] = closed["start"] + rule.window[1]
+        sources = tuple(closed["ids"])
+    if rule.baseline is not None:
+        b = rule.baseline
+        v = b.of.evaluate(env)
+        ss["base"], scope["baseline"], scope["history_days"] = baseline_step(
+            ss.get("base"),
+            t,
+            v if isinstance(v, int | float) else None,
+            b.per_s,
+            b.lookback_s,
+            b.min_history_s,
+        )
+    if rule.change is not None:
+        current = rule.change.evaluate(env)
+        prev = (ss.get("chg") or {}).get("value")
+        scope.update(previous=prev, current=current, changed=current != prev)
+        ss["chg"] = {"value": current}
+    return _Computed(_Step.READY, ss, scope, sources)
+
+
 class _RuleRun:
-    """One rule's evaluation for one event: builds the new rule state."""
+    """One rule's tiers for one event: builds the rule's new state (streaks,
+    episode, de-duplication memory) from the series' values."""
 
     def __init__(
         self,
@@ -208,6 +294,7 @@ class _RuleRun:
         renderer: Renderer,
         result: Result,
         t: float,
+        sources: tuple[str, ...],
     ) -> None:
         self.rule = rule
         self.rs = rs
@@ -217,86 +304,32 @@ class _RuleRun:
         self.created_at = created_at
         self.renderer = renderer
         self.result = result
-        # the events behind a detection: this one, or a closed window's
-        self.sources: tuple[str, ...] = (event.event_id,)
-
-    def run(self, env: dict[str, Any]) -> dict[str, Any]:
-        rule = self.rule
-        if rule.filter is not None and not rule.filter.evaluate(env):
-            return self.rs
-        values = [m.expr.evaluate(env) for m in rule.measures]
-        values = [
-            float(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
-            for v in values
-        ]
-        scope = dict(env)
-        if rule.window is None:
-            scope.update({m.name: v for m, v in zip(rule.measures, values, strict=True)})
-        elif rule.window[0] == "sliding":
-            entries = sliding_step(self.rs.get("win"), self.t, values, rule.window[1])
-            if entries is None:
-                self.result.decisions.append(Decision(rule.id, None, Reason.LATE_EVENT))
-                return self.rs
-            self.rs["win"] = entries
-            for i, m in enumerate(rule.measures):
-                assert m.aggregate is not None
-                scope[m.name] = aggregate(m.aggregate, sliding_values(entries, i))
-            scope["window_start"] = self.t - rule.window[1]
-        else:
-            win, closed = tumbling_step(
-                self.rs.get("win"), self.t, values, rule.window[1], self.event.event_id
-            )
-            if win is None:
-                self.result.decisions.append(Decision(rule.id, None, Reason.LATE_EVENT))
-                return self.rs
-            self.rs["win"] = win
-            if closed is None:
-                return self.rs
-            for i, m in enumerate(rule.measures):
-                assert m.aggregate is not None
-                scope[m.name] = aggregate(m.aggregate, closed["samples"][i])
-            scope["window_start"] = closed["start"]
-            scope["window_end"] = closed["start"] + rule.window[1]
-            self.sources = tuple(closed["ids"])
-        if rule.baseline is not None:
-            b = rule.baseline
-            v = b.of.evaluate(env)
-            self.rs["base"], scope["baseline"], scope["history_days"] = baseline_step(
-                self.rs.get("base"),
-                self.t,
-                v if isinstance(v, int | float) else None,
-                b.per_s,
-                b.lookback_s,
-                b.min_history_s,
-            )
-        if rule.change is not None:
-            current = rule.change.evaluate(env)
-            prev = (self.rs.get("chg") or {}).get("value")
-            scope.update(previous=prev, current=current, changed=current != prev)
-            self.rs["chg"] = {"value": current}
-        self.result.evaluated.append(rule.id)
-        self.tiers(scope)
-        return self.rs
+        self.sources = sources  # the events behind a detection: this one, or a closed window's
 
     # -- tiers, episodes, de-duplication ---------------------------------
-    def tiers(self, scope: dict[str, Any]) -> None:
+    def tiers(self, scope: dict[str, Any], conds: list[bool], clear_cond: bool) -> None:
+        """`conds`: each tier's condition, `clear_cond`: the clear condition
+        (False without one). Streaks are kept only while under way."""
         rule, rs = self.rule, self.rs
-        streaks = dict(rs.get("streak", {}))
+        previous_streaks = rs.get("streak", {})
+        streaks: dict[str, Any] = {}
         active: list[Tier] = []
-        any_cond = False
-        for tier in rule.tiers:
-            cond = bool(tier.when.evaluate(scope))
-            any_cond = any_cond or cond
-            streaks[tier.name] = _advance(streaks.get(tier.name), cond, self.t)
-            if cond and _holds(tier.persist, streaks[tier.name]):
-                active.append(tier)
+        for tier, cond in zip(rule.tiers, conds, strict=True):
+            if cond:
+                streak = streaks[tier.name] = _advance(
+                    previous_streaks.get(tier.name), True, self.t
+                )
+                if _holds(tier.persist, streak):
+                    active.append(tier)
         rs["streak"] = streaks
         episode = rs.get("episode")
         if rule.clear is not None:
-            rs["clear"] = _advance(rs.get("clear"), bool(rule.clear.when.evaluate(scope)), self.t)
-            cleared = _holds(rule.clear.persist, rs["clear"])
+            previous_clear = rs.pop("clear", None)
+            if clear_cond:
+                rs["clear"] = _advance(previous_clear, True, self.t)
+            cleared = clear_cond and _holds(rule.clear.persist, rs["clear"])
         else:
-            cleared = not any_cond
+            cleared = not any(conds)
         if episode and cleared:
             self.resolve(episode, scope)
             episode = rs["episode"] = None
@@ -485,7 +518,11 @@ def evaluate(
 ) -> tuple[State, Result]:
     """Evaluate every enabled rule of the event's source against the key's
     state. Pure: returns a new state and never mutates `state`. A rule that
-    fails is reported in `Result.failures` and keeps its previous state."""
+    fails is reported in `Result.failures` and keeps its previous state.
+
+    Rules sharing a series (`Rule.series_id`) compute it once; each rule then
+    evaluates its tiers. A rule with no condition holding and nothing under
+    way is not given any state."""
     result = Result()
     old: State = state or {}
     seen: list[str] = old.get("seen", [])
@@ -498,35 +535,126 @@ def evaluate(
     new: State = {**old, "seen": [*seen[-(RECENT_EVENT_IDS - 1) :], event.event_id]}
     if acc is not None:
         new["acc"] = acc
-    rule_states: dict[str, Any] = dict(old.get("rules", {}))
-    made_at = created_at or event.event_time
+    old_rules, old_series = _layout(old, rules)
+    known = rules.series_ids
+    series_states = {sid: ss for sid, ss in old_series.items() if sid in known}
+    rule_states: dict[str, Any] = dict(old_rules)
+    plan = _plan_for(event, rules)
     t = env["event_time"]
+    computed, visit = _series_phase(
+        plan, series_states, rule_states, env, t, event.event_id, result.evaluated
+    )
+    made_at = created_at or event.event_time
     render = renderer or _RENDERER
-    for rule in _rules_for(event, rules):
-        previous = rule_states.get(rule.id)
-        if previous is not None and previous.get("shape") != rule.state_shape:
-            previous = None  # the rule's meaning changed: start its state afresh
-        rs = _copy_rule_state(previous, rule)
-        before = (len(result.tasks), len(result.intents), len(result.fired))
-        try:
-            after = _RuleRun(rule, rs, event, key, made_at, render, result, t).run(env)
-            if _is_fresh(after):
-                rule_states.pop(rule.id, None)
-            else:
-                rule_states[rule.id] = after
-        except Exception as exc:  # one broken rule must not stop the others
-            del result.tasks[before[0] :], result.intents[before[1] :], result.fired[before[2] :]
-            result.failures.append(RuleFailure(rule.id, f"{type(exc).__name__}: {exc}"))
+    for position in sorted(visit):  # file order, as outputs must be
+        rule = plan.rules[position]
+        series = computed[rule.series_id]
+        if series.step is _Step.READY:
+            run = _RuleRun(rule, {}, event, key, made_at, render, result, t, series.sources)
+            _tiers_phase(run, rule_states, series.scope)
+        elif series.step is _Step.LATE:
+            result.decisions.append(Decision(rule.id, None, Reason.LATE_EVENT))
+        elif series.step is _Step.FAILED:
+            result.failures.append(RuleFailure(rule.id, series.error))
     new["rules"] = rule_states
+    new["series"] = series_states
     return new, result
 
 
-def _rules_for(event: InputEvent, rules: RuleSet) -> tuple[Rule, ...]:
+def _series_phase(
+    plan: Plan,
+    series_states: dict[str, Any],
+    rule_states: Mapping[str, Any],
+    env: dict[str, Any],
+    t: float,
+    event_id: str,
+    evaluated: list[str],
+) -> tuple[dict[str, _Computed], set[int]]:
+    """Compute each series of the plan once (updating `series_states`), and
+    pick the rules to visit: those with a condition holding or a state under
+    way, and every rule of a late or failed series."""
+    computed: dict[str, _Computed] = {}
+    visit = {plan.position[r] for r in rule_states if r in plan.position}
+    for group in plan.groups:
+        sid = group.first.series_id
+        series = computed[sid] = _compute_safely(
+            group.first, series_states.get(sid), env, t, event_id
+        )
+        if series.state:
+            series_states[sid] = series.state
+        if series.step is _Step.READY:
+            evaluated.extend(group.rule_ids)
+            try:
+                visit.update(group.check(series.scope))
+            except Exception:  # let each rule fail (or not) on its own
+                visit.update(group.members)
+        elif series.step is _Step.LATE or series.step is _Step.FAILED:
+            visit.update(group.members)
+    return computed, visit
+
+
+def _tiers_phase(run: _RuleRun, rule_states: dict[str, Any], scope: dict[str, Any]) -> None:
+    """One rule's tiers on its series' values; its state in `rule_states`
+    is replaced, dropped when fresh, or kept as it was when the rule fails."""
+    rule, result = run.rule, run.result
+    previous = rule_states.get(rule.id)
+    if previous is not None and previous.get("shape") != rule.state_shape:
+        previous = None  # the rule's meaning changed: start its state afresh
+    before = (len(result.tasks), len(result.intents), len(result.fired))
+    try:
+        conds = [bool(tier.when.evaluate(scope)) for tier in rule.tiers]
+        clear_cond = rule.clear is not None and bool(rule.clear.when.evaluate(scope))
+        if previous is None and not clear_cond and not any(conds):
+            return  # fresh and nothing holds: stays fresh
+        run.rs = _copy_rule_state(previous, rule)
+        run.tiers(scope, conds, clear_cond)
+        if _is_fresh(run.rs):
+            rule_states.pop(rule.id, None)
+        else:
+            rule_states[rule.id] = run.rs
+    except Exception as exc:  # one broken rule must not stop the others
+        del result.tasks[before[0] :], result.intents[before[1] :], result.fired[before[2] :]
+        result.failures.append(RuleFailure(rule.id, f"{type(exc).__name__}: {exc}"))
+
+
+def _compute_safely(
+    rule: Rule, previous: dict[str, Any] | None, env: dict[str, Any], t: float, event_id: str
+) -> _Computed:
+    try:
+        return _compute(rule, previous, env, t, event_id)
+    except Exception as exc:  # its rules fail; the series keeps its state
+        return _Computed(_Step.FAILED, error=f"{type(exc).__name__}: {exc}")
+
+
+_SERIES_PARTS = ("win", "base", "chg")
+
+
+def _layout(old: State, rules: RuleSet) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The key's rule states and series states. A state written before
+    series existed (no "series" entry) kept windows, baselines and change
+    values in each rule's state: they move to the rule's series, so an
+    upgrade loses no window or baseline history."""
+    old_rules: dict[str, Any] = old.get("rules", {})
+    if "series" in old or not old_rules:
+        return old_rules, old.get("series", {})
+    by_id = {r.id: r for r in rules.rules}
+    series: dict[str, Any] = {}
+    moved: dict[str, Any] = {}
+    for rule_id, rs in old_rules.items():
+        rule = by_id.get(rule_id)
+        parts = {k: rs[k] for k in _SERIES_PARTS if k in rs}
+        if parts and rule is not None and rs.get("shape") == rule.state_shape:
+            series.setdefault(rule.series_id, parts)
+        moved[rule_id] = {k: v for k, v in rs.items() if k not in _SERIES_PARTS}
+    return moved, series
+
+
+def _plan_for(event: InputEvent, rules: RuleSet) -> Plan:
     """The rules an event is evaluated against: its source's, and for a
     network event only those keyed like its scope (cell or line)."""
     if isinstance(event, NetworkQualityEvent):
-        return rules.for_network(event.scope is NetworkScope.CELL)
-    return rules.for_source(source_of(event))
+        return rules.plan(Source.NETWORK_QUALITY, event.scope is NetworkScope.CELL)
+    return rules.plan(source_of(event))
 
 
 def _is_fresh(rs: Mapping[str, Any]) -> bool:

@@ -2,7 +2,10 @@
 `loss >= 2 or latency >= 150`, `baseline == null or total >= 5 * baseline`.
 
 Parsed and checked at load time (unknown names and syntax errors are
-diagnostics with a column), then compiled into Python closures: no `eval`.
+diagnostics with a column), then compiled to one Python function per
+expression. The generated source is built from the parser's own output:
+names and literals are constants of the function, operators are the
+null-safe helpers below, so rule text is never executed as Python.
 
 Grammar (lowest precedence first): `or`, `and`, `not`, comparisons
 (`== != < <= > >=`), `+ -`, `* / %`, unary `-`, atoms: numbers, 'strings',
@@ -15,10 +18,11 @@ are false, `== null` tests for it, and a null condition counts as false.
 
 from __future__ import annotations
 
+import itertools
 import operator
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 Env = Mapping[str, Any]
@@ -66,6 +70,8 @@ class Expression:
     source: str
     names: tuple[tuple[str, int], ...]
     evaluate: Compiled
+    code: str = field(default="", repr=False)  # Python source over `e`, see `any_holds`
+    constants: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def unknown_names(self, known: Callable[[str], bool]) -> list[tuple[str, int]]:
         return [(n, col) for n, col in self.names if not known(n)]
@@ -116,18 +122,27 @@ def _ordering(fn: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
     return apply
 
 
-_BINARY: dict[str, Callable[[Any, Any], Any]] = {
-    "+": _null_safe(operator.add),
-    "-": _null_safe(operator.sub),
-    "*": _null_safe(operator.mul),
-    "/": _null_safe(operator.truediv),
-    "%": _null_safe(operator.mod),
-    "==": operator.eq,
-    "!=": operator.ne,
-    "<": _ordering(operator.lt),
-    "<=": _ordering(operator.le),
-    ">": _ordering(operator.gt),
-    ">=": _ordering(operator.ge),
+def _negate(a: Any) -> Any:
+    return None if a is None else -a
+
+
+# operator -> (helper name in generated code, helper) ; == and != are Python's own
+_BINARY: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
+    "+": ("_add", _null_safe(operator.add)),
+    "-": ("_sub", _null_safe(operator.sub)),
+    "*": ("_mul", _null_safe(operator.mul)),
+    "/": ("_div", _null_safe(operator.truediv)),
+    "%": ("_mod", _null_safe(operator.mod)),
+    "<": ("_lt", _ordering(operator.lt)),
+    "<=": ("_le", _ordering(operator.le)),
+    ">": ("_gt", _ordering(operator.gt)),
+    ">=": ("_ge", _ordering(operator.ge)),
+}
+_HELPERS: dict[str, Any] = {
+    **{name: fn for name, fn in _BINARY.values()},
+    **{f"_fn_{name}": fn for name, fn in FUNCTIONS.items()},
+    "_neg": _negate,
+    "__builtins__": {"bool": bool},
 }
 _PRECEDENCE = {
     "or": 1,
@@ -146,11 +161,20 @@ _PRECEDENCE = {
 }
 
 
+_CONSTANT_NUMBERS = itertools.count()
+
+
 class _Parser:
+    """Recursive descent over the tokens, producing Python source for one
+    function of `e` (the names in scope). Rule text never reaches the Python
+    compiler: names become `e.get(...)` with the name as a constant, and
+    every literal is a constant of the generated function."""
+
     def __init__(self, text: str) -> None:
         self.tokens = tokenize(text)
         self.pos = 0
         self.names: list[tuple[str, int]] = []
+        self.constants: dict[str, Any] = {}
 
     def peek(self) -> Token:
         return self.tokens[self.pos]
@@ -166,14 +190,20 @@ class _Parser:
             found = tok.text or "end of expression"
             raise ExpressionError(f"expected {text!r}, found {found!r}", tok.column)
 
-    def parse(self) -> Compiled:
-        fn = self.expression(0)
+    def constant(self, value: Any) -> str:
+        # unique across expressions, so that `any_holds` can join them
+        name = f"_k{next(_CONSTANT_NUMBERS)}"
+        self.constants[name] = value
+        return name
+
+    def parse(self) -> str:
+        code = self.expression(0)
         tok = self.peek()
         if tok.kind != "end":
             raise ExpressionError(f"unexpected {tok.text!r}", tok.column)
-        return fn
+        return code
 
-    def expression(self, min_prec: int) -> Compiled:
+    def expression(self, min_prec: int) -> str:
         left = self.unary()
         while True:
             tok = self.peek()
@@ -190,37 +220,31 @@ class _Parser:
                 )
 
     @staticmethod
-    def combine(tok: Token, left: Compiled, right: Compiled) -> Compiled:
-        if tok.text == "and":
-            return lambda env: bool(left(env)) and bool(right(env))
-        if tok.text == "or":
-            return lambda env: bool(left(env)) or bool(right(env))
-        fn = _BINARY[tok.text]
-        return lambda env: fn(left(env), right(env))
+    def combine(tok: Token, left: str, right: str) -> str:
+        if tok.text in ("and", "or"):
+            return f"(bool({left}) {tok.text} bool({right}))"
+        if tok.text in ("==", "!="):
+            return f"({left} {tok.text} {right})"
+        return f"{_BINARY[tok.text][0]}({left}, {right})"
 
-    def unary(self) -> Compiled:
+    def unary(self) -> str:
         tok = self.peek()
         if tok.text == "not" and tok.kind == "kw":
             self.take()
-            inner = self.expression(3)
-            return lambda env: not inner(env)
+            return f"(not {self.expression(3)})"
         if tok.text == "-" and tok.kind == "op":
             self.take()
-            operand = self.unary()
-            return lambda env: None if (v := operand(env)) is None else -v
+            return f"_neg({self.unary()})"
         return self.atom()
 
-    def atom(self) -> Compiled:
+    def atom(self) -> str:
         tok = self.take()
         if tok.kind == "num":
-            num: float = float(tok.text)
-            return lambda env: num
+            return self.constant(float(tok.text))
         if tok.kind == "str":
-            text = re.sub(r"\\(.)", r"\1", tok.text[1:-1])
-            return lambda env: text
+            return self.constant(re.sub(r"\\(.)", r"\1", tok.text[1:-1]))
         if tok.kind == "kw" and tok.text in ("true", "false", "null"):
-            const = {"true": True, "false": False, "null": None}[tok.text]
-            return lambda env: const
+            return {"true": "True", "false": "False", "null": "None"}[tok.text]
         if tok.kind == "op" and tok.text == "(":
             inner = self.expression(0)
             self.expect(")")
@@ -229,33 +253,63 @@ class _Parser:
             if self.peek().text == "(":
                 return self.call(tok)
             self.names.append((tok.text, tok.column))
-            name = tok.text
-            return lambda env: env.get(name)
+            return f"e.get({self.constant(tok.text)})"
         found = tok.text or "end of expression"
         raise ExpressionError(f"expected a value, found {found!r}", tok.column)
 
-    def call(self, tok: Token) -> Compiled:
-        fn = FUNCTIONS.get(tok.text)
-        if fn is None:
+    def call(self, tok: Token) -> str:
+        if tok.text not in FUNCTIONS:
             raise ExpressionError(
                 f"unknown function {tok.text!r}; known: {', '.join(sorted(FUNCTIONS))}", tok.column
             )
         self.expect("(")
-        args: list[Compiled] = []
+        args: list[str] = []
         if self.peek().text != ")":
             args.append(self.expression(0))
             while self.peek().text == ",":
                 self.take()
                 args.append(self.expression(0))
         self.expect(")")
-        return lambda env: fn(*(a(env) for a in args))
+        return f"_fn_{tok.text}({', '.join(args)})"
 
 
 def parse_expression(text: str) -> Expression:
     """Parse `text`; raises ExpressionError with the column of the problem."""
     parser = _Parser(text)
-    fn = parser.parse()
-    return Expression(source=text, names=tuple(parser.names), evaluate=fn)
+    try:
+        code = parser.parse()
+    except RecursionError as exc:
+        raise ExpressionError("expression too deeply nested", 0) from exc
+    try:
+        fn = _compile(f"lambda e: {code}", parser.constants)
+    except (SyntaxError, RecursionError, MemoryError) as exc:
+        raise ExpressionError(f"expression too deeply nested ({type(exc).__name__})", 0) from exc
+    return Expression(text, tuple(parser.names), fn, code, parser.constants)
+
+
+def any_holds(groups: Sequence[tuple[int, Sequence[Expression]]]) -> Callable[[Env], list[int]]:
+    """One function for many conditions over the same names: the labels of
+    the groups `(label, expressions)` in which at least one expression
+    holds. Rules sharing a series check all their tiers this way, with no
+    Python call per rule."""
+    lines = ["def check(e):", "    hot = []"]
+    constants: dict[str, Any] = {}
+    for label, exprs in groups:
+        if exprs:
+            lines.append(f"    if {' or '.join(f'bool({x.code})' for x in exprs)}:")
+            lines.append(f"        hot.append({int(label)})")
+        for x in exprs:
+            constants.update(x.constants)
+    lines.append("    return hot")
+    namespace = {**_HELPERS, **constants}
+    exec(compile("\n".join(lines), "<rule conditions>", "exec"), namespace)
+    check: Callable[[Env], list[int]] = namespace["check"]
+    return check
+
+
+def _compile(source: str, constants: Mapping[str, Any]) -> Compiled:
+    fn: Compiled = eval(compile(source, "<rule expression>", "eval"), {**_HELPERS, **constants})
+    return fn
 
 
 def simple_threshold(text: str) -> tuple[str, str, float] | None:

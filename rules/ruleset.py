@@ -5,12 +5,19 @@ in seconds, names checked against what each source provides. The engine runs
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from rules.durations import parse_duration
-from rules.expr import Expression, ExpressionError, parse_expression, simple_threshold
+from rules.expr import (
+    Expression,
+    ExpressionError,
+    any_holds,
+    parse_expression,
+    simple_threshold,
+)
 from rules.model import (
     Aggregate,
     DedupScope,
@@ -116,6 +123,47 @@ class Rule:
     tiers: tuple[Tier, ...]
     clear: Clear | None
     state_shape: str  # digest of what the rule's state means; a change resets it
+    series_id: str  # digest of what it computes before its tiers (see `series_id`)
+
+
+@dataclass(frozen=True)
+class SeriesGroup:
+    """The rules of a plan that share a series: `first` computes it for all."""
+
+    first: Rule
+    members: tuple[int, ...]  # positions in Plan.rules
+    rule_ids: tuple[str, ...]
+    check: Callable[[Mapping[str, Any]], list[int]]  # members with a tier or clear holding
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one kind of event is evaluated against: the enabled rules of its
+    source in file order, grouped by series."""
+
+    rules: tuple[Rule, ...]
+    groups: tuple[SeriesGroup, ...]
+    position: Mapping[str, int]  # rule id -> position in `rules`
+
+    @classmethod
+    def of(cls, rules: tuple[Rule, ...]) -> Plan:
+        by_series: dict[str, list[int]] = {}
+        for i, rule in enumerate(rules):
+            by_series.setdefault(rule.series_id, []).append(i)
+        groups = tuple(
+            SeriesGroup(
+                first=rules[members[0]],
+                members=tuple(members),
+                rule_ids=tuple(rules[i].id for i in members),
+                check=any_holds([(i, _conditions(rules[i])) for i in members]),
+            )
+            for members in by_series.values()
+        )
+        return cls(rules, groups, {r.id: i for i, r in enumerate(rules)})
+
+
+def _conditions(rule: Rule) -> list[Expression]:
+    return [t.when for t in rule.tiers] + ([rule.clear.when] if rule.clear else [])
 
 
 @dataclass(frozen=True)
@@ -123,29 +171,27 @@ class RuleSet:
     rules: tuple[Rule, ...]
     origins: dict[str, str] = field(default_factory=dict)  # rule id -> file
 
-    def for_source(self, source: Source) -> tuple[Rule, ...]:
-        """The enabled rules of a source, in file order (computed once)."""
-        return self._by_source.get(source, ())
-
-    def for_network(self, cell: bool) -> tuple[Rule, ...]:
-        """The enabled network-quality rules for a cell's events (keyed by
-        cell) or for a broadband line's (the others), computed once."""
-        return self._by_network[cell]
+    def plan(self, source: Source, cell: bool = False) -> Plan:
+        """The plan for events of `source`; for network quality, `cell` picks
+        the rules keyed by cell (a cell's events) or the others (a line's).
+        Computed once per rule set."""
+        return self._plans[(source, cell and source is Source.NETWORK_QUALITY)]
 
     @cached_property
-    def _by_network(self) -> dict[bool, tuple[Rule, ...]]:
-        rules = self.for_source(Source.NETWORK_QUALITY)
-        return {
-            c: tuple(r for r in rules if (r.key is KeyField.CELL_ID) == c) for c in (True, False)
-        }
+    def _plans(self) -> dict[tuple[Source, bool], Plan]:
+        enabled = [r for r in self.rules if r.spec.enabled]
+        plans = {(s, False): Plan.of(tuple(r for r in enabled if r.source is s)) for s in Source}
+        network = [r for r in enabled if r.source is Source.NETWORK_QUALITY]
+        for cell in (True, False):
+            rules = tuple(r for r in network if (r.key is KeyField.CELL_ID) == cell)
+            plans[(Source.NETWORK_QUALITY, cell)] = Plan.of(rules)
+        return plans
 
     @cached_property
-    def _by_source(self) -> dict[Source, tuple[Rule, ...]]:
-        by: dict[Source, list[Rule]] = {}
-        for r in self.rules:
-            if r.spec.enabled:
-                by.setdefault(r.source, []).append(r)
-        return {source: tuple(rules) for source, rules in by.items()}
+    def series_ids(self) -> frozenset[str]:
+        """The series of the enabled rules: a key's state for any other
+        series belongs to a rule that changed or went away."""
+        return frozenset(r.series_id for r in self.rules if r.spec.enabled)
 
     @property
     def version(self) -> str:
@@ -330,6 +376,7 @@ def compile_rule(spec: RuleSpec, report: Report) -> Rule | None:
         )
     )
     return Rule(
+        series_id=series_id(spec),
         id=spec.id,
         version=_digest(spec.model_dump_json(by_alias=True)),
         spec=spec,
@@ -343,6 +390,28 @@ def compile_rule(spec: RuleSpec, report: Report) -> Rule | None:
         tiers=tuple(tiers),
         clear=clear,
         state_shape=shape,
+    )
+
+
+def series_id(spec: RuleSpec) -> str:
+    """What a rule computes before its tiers, as a digest: the source and key
+    it reads, its filter, window, measures, baseline and change tracking.
+    Rules with the same series id compute the same values from the same
+    events, so the engine computes them once per event and keeps one window,
+    baseline and change state per key for all of them (a large rule set is
+    mostly tiers over a few shared measures)."""
+    return _digest(
+        "|".join(
+            [
+                spec.source.value,
+                spec.key.value,
+                spec.filter or "",
+                spec.window.model_dump_json() if spec.window else "",
+                ";".join(f"{n}={m.model_dump_json()}" for n, m in spec.measures.items()),
+                spec.baseline.model_dump_json() if spec.baseline else "",
+                spec.change.model_dump_json() if spec.change else "",
+            ]
+        )
     )
 
 

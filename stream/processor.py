@@ -314,8 +314,7 @@ class Processor:
     def _outcome(self, raw: RawRecord, effects: Effects, now: datetime) -> Outcome:
         m = self.metrics
         outcome = Outcome()
-        for rule_id in effects.evaluated:
-            m.evaluations.labels(rule_id).inc()
+        m.evaluations.add(effects.evaluated)
         for rule_id, tier in effects.fired:
             m.firings.labels(rule_id, tier).inc()
         for d in effects.decisions:

@@ -108,6 +108,9 @@ def test_worker_outputs_equal_replay_outputs_with_the_same_ids(
     assert len(rules_fired) == 7
     usage = sum(r["topic"] == "usage-events" for r in events())
     assert metric(m, "forewarn_events_consumed_total", source="usage") == usage
+    assert (
+        metric(m, "forewarn_rule_evaluations_total", rule="roaming-welcome") == usage
+    )  # no filter
     assert metric(m, "forewarn_rule_firings_total", rule="data-usage", tier="80pct") == 1
     assert metric(m, "forewarn_rule_firings_total", rule="cell-degradation", tier="red") == 1
     assert metric(m, "forewarn_notices_total") == len(notices)

@@ -275,7 +275,9 @@ def test_rules_with_nothing_to_remember_leave_no_state_behind() -> None:
     charges: dict[str, Any] | None = None
     for i in range(3):
         charges, _ = evaluate(charges, bill(i, 5, minutes=i + 1), profile(), RULES)
-    assert charges is not None and "abnormal-charges" in charges["rules"]  # its 1 h window
+    assert charges is not None and charges["rules"] == {}  # no tier holds
+    series = RULES.rule("abnormal-charges").series_id  # type: ignore[union-attr]
+    assert [len(charges["series"][series]["win"])] == [3]  # its 1 h window, shared by series
 
 
 def test_dropping_fresh_rule_state_changes_no_output() -> None:

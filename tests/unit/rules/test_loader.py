@@ -72,3 +72,10 @@ def test_bad_expression_points_at_the_column(tmp_path: Path) -> None:
 def test_missing_path_is_a_diagnostic(tmp_path: Path) -> None:
     result = load_rule_set([tmp_path / "nope.yaml"])
     assert [d.message for d in result.diagnostics] == ["no such file or directory"]
+
+
+def test_absurdly_nested_expressions_are_diagnostics_not_crashes(tmp_path: Path) -> None:
+    text = (DEFAULT_RULES_DIR / "roaming-welcome.yaml").read_text(encoding="utf-8")
+    for nested in ("-" * 1900 + "1 > 0", "(" * 400 + "true" + ")" * 400):
+        got = messages(text.replace('"changed and current != null"', f'"{nested}"'), tmp_path)
+        assert len(got) == 1 and "tiers[0].when: expression too deeply nested" in got[0], got
