@@ -5,6 +5,12 @@ baselines (all evaluated on every matching event) but its tiers can never
 fire, so the outputs stay those of the default rules and only the
 evaluation work grows, as with a large ruleset where few rules fire.
 
+A copy computes the same measures over the same window as its original, so
+the engine shares that series between them (as it would between rules that
+differ only in thresholds). The `--distinct` runs give every copy a filter
+of its own, so nothing is shared: 1,000 windows and baselines per key, the
+worst case.
+
     python -m bench.rules_scale --subscribers 10000 --events 20000
 """
 
@@ -22,8 +28,11 @@ from bench.service import backlog_run, load_profiles, say, warm_restart_and_drai
 from stream.settings import DEFAULT_RULES_DIR
 
 
-def ruleset(count: int, into: Path) -> Path:
-    """`count` rules: the default files repeated with `-copyN` ids."""
+def ruleset(count: int, into: Path, distinct: bool = False) -> Path:
+    """`count` rules: the default files repeated with `-copyN` ids. With
+    `distinct`, every copy also gets a filter of its own (true for every
+    event), so no two rules share a series: each copy keeps its own window
+    and baseline per key, the worst case for a large rule set."""
     shutil.rmtree(into, ignore_errors=True)
     into.mkdir(parents=True)
     files = sorted(DEFAULT_RULES_DIR.glob("*.yaml"))
@@ -34,14 +43,25 @@ def ruleset(count: int, into: Path) -> Path:
         if copy:
             text = re.sub(r"(?m)^(  - id: )([\w-]+)$", rf"\g<1>\g<2>-copy{copy}", text)
             text = re.sub(r'(?m)^(\s+when: )"(.*)"$', r'\1"(\2) and 1 > 2"', text)
+            if distinct:
+                always = f"event_id != 'copy{copy}'"
+                if re.search(r"(?m)^    filter: ", text):
+                    text = re.sub(r'(?m)^(    filter: )"(.*)"$', rf'\1"(\2) and {always}"', text)
+                else:
+                    text = re.sub(r"(?m)^(    source: .*)$", rf'\1\n    filter: "{always}"', text)
         (into / f"{source.stem}-{copy}.yaml").write_text(text)
     return into
 
 
-def measure(rules: int, subscribers: int, events: int, workdir: Path) -> dict[str, Any]:
-    rules_dir = ruleset(rules, workdir / f"rules-{rules}")
+def measure(
+    rules: int, subscribers: int, events: int, workdir: Path, distinct: bool = False
+) -> dict[str, Any]:
+    name = f"rules-{rules}{'-distinct' if distinct else ''}"
+    rules_dir = ruleset(rules, workdir / name, distinct)
     settings = fresh_settings(workdir, rule_paths=(rules_dir,))
-    r = backlog_run(settings, subscribers, events, workdir, {"rules": rules})
+    r = backlog_run(
+        settings, subscribers, events, workdir, {"rules": rules, "shared": not distinct}
+    )
     try:
         load_profiles(r)
         warm_restart_and_drain(r, events, None)
@@ -51,7 +71,7 @@ def measure(rules: int, subscribers: int, events: int, workdir: Path) -> dict[st
         r.producer.close()
         r.worker.stop()
         delete_topics(settings)
-    return {k: r.result[k] for k in ("rules", "events_per_second", "peak_rss_mb")}
+    return {k: r.result[k] for k in ("rules", "shared", "events_per_second", "peak_rss_mb")}
 
 
 def main() -> None:
@@ -59,12 +79,20 @@ def main() -> None:
     ap.add_argument("--subscribers", type=int, default=10_000)
     ap.add_argument("--events", type=int, default=20_000)
     ap.add_argument("--counts", type=int, nargs="+", default=[10, 100, 1000])
+    ap.add_argument(
+        "--distinct",
+        type=int,
+        nargs="*",
+        default=[1000],
+        help="also measure these counts with no series shared between copies",
+    )
     ap.add_argument("--workdir", type=Path, default=Path("var/bench"))
     args = ap.parse_args()
     results = []
-    for count in args.counts:
-        say(f"{count} rules")
-        results.append(measure(count, args.subscribers, args.events, args.workdir))
+    runs = [(c, False) for c in args.counts] + [(c, True) for c in args.distinct]
+    for count, distinct in runs:
+        say(f"{count} rules{', no shared series' if distinct else ''}")
+        results.append(measure(count, args.subscribers, args.events, args.workdir, distinct))
         say(json.dumps(results[-1]))
     base = results[0]["events_per_second"]
     for res in results:

@@ -199,7 +199,11 @@ class RuleSet:
         return digest.hexdigest()[:12]
 
     def rule(self, rule_id: str) -> Rule | None:
-        return next((r for r in self.rules if r.id == rule_id), None)
+        return self._by_id.get(rule_id)
+
+    @cached_property
+    def _by_id(self) -> dict[str, Rule]:
+        return {r.id: r for r in self.rules}
 
 
 # Report(path, column offset within the value or None, message)
