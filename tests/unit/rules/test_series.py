@@ -32,9 +32,7 @@ def variant(rule_id: str, when: dict[str, str]) -> str:
     same series (filter, 1 h window, measures, baseline)."""
     text = CHARGES.replace("- id: abnormal-charges", f"- id: {rule_id}")
     for tier, condition in when.items():
-        text = re.sub(
-            rf'(- name: {tier}\n\s+when: )"[^"]*"', rf'\g<1>"{condition}"', text, count=1
-        )
+        text = re.sub(rf'(- name: {tier}\n\s+when: )"[^"]*"', rf'\g<1>"{condition}"', text, count=1)
     return text
 
 
@@ -112,9 +110,9 @@ def test_state_written_before_series_existed_is_carried_over(tmp_path: Path) -> 
         }
     upgraded, got = run(rules, events[20:], old)
     assert got == expected
-    assert all(
-        "win" not in rs and "base" not in rs for rs in upgraded["rules"].values()
-    ), upgraded["rules"]
+    assert all("win" not in rs and "base" not in rs for rs in upgraded["rules"].values()), upgraded[
+        "rules"
+    ]
     # without the carry-over the window would restart and the outputs differ
     fresh = {k: v for k, v in old.items() if k != "rules"} | {"rules": {}}
     _, restarted = run(rules, events[20:], fresh)
