@@ -41,6 +41,7 @@ from stream.metrics import Metrics
 from stream.processor import Outcome, Processor
 from stream.reload import RuleReloader
 from stream.settings import SecurityProtocol, Settings
+from stream.transport import fetch_tuned_transport
 
 log = logging.getLogger("forewarn.app")
 
@@ -109,6 +110,7 @@ def create_app(
         broker_session_timeout=settings.kafka.session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, settings.kafka.session_timeout_seconds / 3),
     )
+    app.transport = fetch_tuned_transport(app, settings.kafka)
     Wiring(app, settings, Processor(settings, rules, metrics), metrics, reloader)
     return app
 

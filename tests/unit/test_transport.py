@@ -1,0 +1,36 @@
+"""The worker's consumer fetches in batches (`stream.transport`)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from rules.loader import load_rule_set
+from stream.app import create_app
+from stream.metrics import Metrics
+from stream.reload import RuleReloader
+from stream.settings import DEFAULT_RULES_DIR, KafkaSettings, Settings
+
+
+def worker_consumer(settings: Settings) -> object:
+    """The aiokafka consumer the worker's Faust app would start (not started)."""
+    rules = load_rule_set([DEFAULT_RULES_DIR]).rule_set
+    assert rules is not None
+    metrics = Metrics()
+    app = create_app(settings, rules, metrics, RuleReloader(settings.rule_paths, metrics))
+
+    async def build() -> object:
+        thread = app.consumer._thread  # type: ignore[attr-defined]
+        return thread._create_worker_consumer(app.transport)
+
+    return asyncio.run(build())
+
+
+def test_fetch_batching_reaches_the_aiokafka_consumer(tmp_path: Path) -> None:
+    kafka = KafkaSettings(fetch_min_bytes=65536, fetch_max_wait_ms=25)
+    consumer = worker_consumer(Settings(_env_file=None, kafka=kafka, state_dir=tmp_path))
+    assert consumer._fetch_min_bytes == 65536  # type: ignore[attr-defined]
+    assert consumer._fetch_max_wait_ms == 25  # type: ignore[attr-defined]
+    # and the rest is Faust's: the group, no auto-commit
+    assert consumer._group_id == "forewarn"  # type: ignore[attr-defined]
+    assert consumer._enable_auto_commit is False  # type: ignore[attr-defined]
