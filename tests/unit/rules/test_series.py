@@ -117,3 +117,24 @@ def test_state_written_before_series_existed_is_carried_over(tmp_path: Path) -> 
     fresh = {k: v for k, v in old.items() if k != "rules"} | {"rules": {}}
     _, restarted = run(rules, events[20:], fresh)
     assert restarted != expected
+
+
+def test_a_reload_keeps_shared_history_and_drops_what_no_rule_reads(tmp_path: Path) -> None:
+    """Hot reload: a rule added with an existing series reads its window at
+    once; a series no rule uses any more is dropped from the key's record."""
+    before = ruleset(tmp_path / "before", charges=CHARGES)
+    state, _ = run(before, stream()[:10])
+    series = before.rules[0].series_id
+    assert len(state["series"][series]["win"]) == 10
+
+    added = ruleset(tmp_path / "added", charges=CHARGES, low=LOWER)
+    state_added, outputs = run(added, stream()[10:11], copy.deepcopy(state))
+    assert len(state_added["series"][series]["win"]) == 11  # one window, now for both
+    # the new rule's first evaluation already sums the last hour: it fires
+    assert any('"rule_id":"charges-low"' in o for o in outputs)
+
+    resized = CHARGES.replace("size: 1h", "size: 2h")
+    changed = ruleset(tmp_path / "changed", charges=resized)
+    state_changed, _ = run(changed, stream()[10:11], copy.deepcopy(state))
+    assert list(state_changed["series"]) == [changed.rules[0].series_id] != [series]
+    assert len(state_changed["series"][changed.rules[0].series_id]["win"]) == 1  # afresh
