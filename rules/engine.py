@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from datetime import UTC as _UTC
 from datetime import datetime, timedelta
 from enum import Enum, StrEnum
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from rules.identity import detection_id, resolution_id, task_id
 from rules.model import Audience, DedupScope, KeyField, Source
@@ -211,16 +212,21 @@ class _Step(Enum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True)
-class _Computed:
+class _Computed(NamedTuple):
     """A series' outcome for one event: its new state (None: unchanged), and
-    when READY the names the tiers read and the events behind them."""
+    when READY the names the tiers read and the events behind them. (A named
+    tuple: one is built per series and event, hundreds per event with a
+    large rule set.)"""
 
     step: _Step
     state: dict[str, Any] | None = None
-    scope: dict[str, Any] = field(default_factory=dict)
+    scope: Mapping[str, Any] = MappingProxyType({})
     sources: tuple[str, ...] = ()
     error: str = ""
+
+
+_FILTERED = _Computed(_Step.FILTERED)
+_LATE = _Computed(_Step.LATE)
 
 
 def _compute(
@@ -229,12 +235,12 @@ def _compute(
     """The series part of `rule` (filter, measures, window, baseline, change)
     for one event: the same for every rule with its series id."""
     if rule.filter is not None and not rule.filter.evaluate(env):
-        return _Computed(_Step.FILTERED)
+        return _FILTERED
     ss: dict[str, Any] = dict(previous) if previous else {}
-    values = [m.expr.evaluate(env) for m in rule.measures]
-    values = [
-        float(v) if isinstance(v, int | float) and not isinstance(v, bool) else v for v in values
-    ]
+    values = []
+    for m in rule.measures:
+        v = m.expr.evaluate(env)
+        values.append(float(v) if isinstance(v, int | float) and not isinstance(v, bool) else v)
     scope = dict(env)
     sources: tuple[str, ...] = (event_id,)  # the events behind a detection
     if rule.window is None:
@@ -242,7 +248,7 @@ def _compute(
     elif rule.window[0] == "sliding":
         entries = sliding_step(ss.get("win"), t, values, rule.window[1])
         if entries is None:
-            return _Computed(_Step.LATE)
+            return _LATE
         ss["win"] = entries
         for i, m in enumerate(rule.measures):
             assert m.aggregate is not None
@@ -251,7 +257,7 @@ def _compute(
     else:
         win, closed = tumbling_step(ss.get("win"), t, values, rule.window[1], event_id)
         if win is None:
-            return _Computed(_Step.LATE)
+            return _LATE
         ss["win"] = win
         if closed is None:
             return _Computed(_Step.OPEN, ss)
@@ -307,7 +313,7 @@ class _RuleRun:
         self.sources = sources  # the events behind a detection: this one, or a closed window's
 
     # -- tiers, episodes, de-duplication ---------------------------------
-    def tiers(self, scope: dict[str, Any], conds: list[bool], clear_cond: bool) -> None:
+    def tiers(self, scope: Mapping[str, Any], conds: list[bool], clear_cond: bool) -> None:
         """`conds`: each tier's condition, `clear_cond`: the clear condition
         (False without one). Streaks are kept only while under way."""
         rule, rs = self.rule, self.rs
@@ -408,7 +414,7 @@ class _RuleRun:
         flat = {k: v for k, v in scope.items() if "." not in k}
         return {**flat, **facts, "rule_id": self.rule.id, "tier": tier.name}
 
-    def fire(self, tier: Tier, scope: dict[str, Any], episode: dict[str, Any]) -> None:
+    def fire(self, tier: Tier, scope: Mapping[str, Any], episode: dict[str, Any]) -> None:
         rule, ev = self.rule, self.event
         det = detection_id(rule.id, tier.name, self.key, ev.event_id)
         facts = self.facts(tier, scope)
@@ -423,7 +429,7 @@ class _RuleRun:
         if tier.notice is not None:
             self.result.intents.append(self.intent(tier, det, facts, False, sources))
 
-    def resolve(self, episode: dict[str, Any], scope: dict[str, Any]) -> None:
+    def resolve(self, episode: dict[str, Any], scope: Mapping[str, Any]) -> None:
         by_name = {t.name: t for t in self.rule.tiers}
         for fired in episode.get("fired", []):
             tier = by_name.get(fired["tier"])
@@ -593,7 +599,7 @@ def _series_phase(
     return computed, visit
 
 
-def _tiers_phase(run: _RuleRun, rule_states: dict[str, Any], scope: dict[str, Any]) -> None:
+def _tiers_phase(run: _RuleRun, rule_states: dict[str, Any], scope: Mapping[str, Any]) -> None:
     """One rule's tiers on its series' values; its state in `rule_states`
     is replaced, dropped when fresh, or kept as it was when the rule fails."""
     rule, result = run.rule, run.result
