@@ -73,9 +73,10 @@ def cmd_rules_check(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 1
     assert result.rule_set is not None
+    rules = result.rule_set
     print(
-        f"ok: {len(result.rule_set.rules)} rule(s) in {len(result.files)} file(s), "
-        f"version {result.rule_set.version}",
+        f"ok: {len(rules.rules)} rule(s) in {len(result.files)} file(s), "
+        f"{len(rules.series_ids)} series, version {rules.version}",
         file=sys.stderr,
     )
     return 0

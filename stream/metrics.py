@@ -132,6 +132,12 @@ class Metrics:
         self.rules_loaded = Gauge(
             "forewarn_rules_loaded", "Rules in the running rule set.", registry=r
         )
+        self.rule_series = Gauge(
+            "forewarn_rule_series",
+            "Distinct series (filter, measures, window, baseline, change) of the running"
+            " rule set's enabled rules: windows and baselines kept per key at most.",
+            registry=r,
+        )
         self.reload_success = Gauge(
             "forewarn_rules_last_reload_success",
             "1 if the last rule (re)load succeeded, 0 if it was rejected.",

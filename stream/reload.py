@@ -74,6 +74,7 @@ class RuleReloader:
         m.reload_success.set(1)
         m.reloads.labels("success").inc()
         m.rules_loaded.set(len(rules.rules))
+        m.rule_series.set(len(rules.series_ids))
         m.rule_info.clear()
         m.rule_info.labels(rules.version).set(1)
         log.info(

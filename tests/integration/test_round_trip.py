@@ -124,6 +124,7 @@ def test_worker_outputs_equal_replay_outputs_with_the_same_ids(
     assert metric(m, "forewarn_detection_latency_seconds_count") == len(notices) + len(tasks)
     assert metric(m, "forewarn_dead_letters_total") == 0
     assert metric(m, "forewarn_rules_loaded") == 7
+    assert metric(m, "forewarn_rule_series") == 7  # the default rules share nothing
     assert metric(m, "forewarn_rules_last_reload_success") == 1
     assert metric(m, "forewarn_state_keys", table="forewarn-subscribers") >= 0
     assert all("subscriber" not in dict(labels) for (_, labels) in m), "no per-subscriber labels"

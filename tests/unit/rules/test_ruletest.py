@@ -32,6 +32,18 @@ def test_cli_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "test", str(DATA / "failing.test.yaml")]) == 1
 
 
+def test_rules_check_counts_rules_and_series(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["rules", "check", str(DEFAULT_RULES_DIR)]) == 0
+    assert "ok: 7 rule(s) in 7 file(s), 7 series" in capsys.readouterr().err
+    charges = (DEFAULT_RULES_DIR / "abnormal-charges.yaml").read_text()
+    (tmp_path / "a.yaml").write_text(charges)
+    (tmp_path / "b.yaml").write_text(charges.replace("id: abnormal-charges", "id: charges-vip"))
+    assert main(["rules", "check", str(tmp_path)]) == 0
+    assert "ok: 2 rule(s) in 2 file(s), 1 series" in capsys.readouterr().err
+
+
 def test_failure_prints_what_is_missing_unexpected_and_the_field_diff(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
