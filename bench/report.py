@@ -83,7 +83,7 @@ def service_table(s: dict[str, Any]) -> list[str]:
         ["events/s, one worker draining a backlog", s["events_per_second"]],
         ["profiles/s (initial load)", s["profiles_per_second"]],
     ]
-    for share in (50, 70, 80):
+    for share in (50, 70, 80, 90):
         if lat := s.get(f"latency_{share}"):
             rows.append(
                 [

@@ -6,7 +6,7 @@ the default ruleset and simulated traffic:
    produced, and it is started again on its local state; we time process
    start → first event processed, and the rate at which it drains the
    backlog (events/s), with its peak RSS;
-3. **latency**: events are produced at 50%, 70% and 80% of that rate; for every
+3. **latency**: events are produced at 50%, 70%, 80% and 90% of that rate; for every
    notice and task, latency = broker timestamp of the output minus the time its
    latest source event was sent;
 4. **cold restart**: the local state is deleted, so the worker restores all
@@ -169,7 +169,7 @@ def warm_restart_and_drain(r: Run, events: int, profile: Path | None) -> float:
     return rate
 
 
-LOAD_SHARES = (0.5, 0.7, 0.8)  # of the backlog rate; 0.7 shows the knee on a 2-core box
+LOAD_SHARES = (0.5, 0.7, 0.8, 0.9)  # of the backlog rate; 0.9 shows how close the knee is
 
 
 def paced_latency(r: Run, rate: float, seconds: float) -> None:
