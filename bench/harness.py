@@ -92,12 +92,12 @@ class Sent:
 class Producer:
     """Sends `(contract topic, key, value)` records to a settings' topics."""
 
-    def __init__(self, settings: Settings, linger_ms: int = 20) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.kafka = KafkaProducer(
             bootstrap_servers=settings.kafka.bootstrap_servers,
             acks=1,
-            linger_ms=linger_ms,
+            linger_ms=20,
             batch_size=256 * 1024,
             compression_type=None,
         )

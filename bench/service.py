@@ -174,18 +174,16 @@ LOAD_SHARES = (0.5, 0.7, 0.8, 0.9)  # of the backlog rate; 0.9 shows how close t
 
 def paced_latency(r: Run, rate: float, seconds: float) -> None:
     consumed = r.worker.consumed()
-    paced = Producer(r.settings, linger_ms=1)
     for share in LOAD_SHARES:
         say(f"latency: {share:.0%} of the maximum, {seconds:.0f}s")
         mark = time.time()
-        phase = paced.paced(r.stream, rate * share, seconds)
+        phase = r.producer.paced(r.stream, rate * share, seconds)
         consumed += len(phase)
         drain(r.worker, consumed, timeout=600)
         r.result[f"latency_{int(share * 100)}"] = {
             "events_per_second": round(rate * share),
             **latencies(r.settings, phase, mark),
         }
-    paced.close()
     r.result["peak_rss_mb"] = round(r.worker.peak_rss_mb(), 1)
     samples = r.worker.metrics()
     per_agent = {}

@@ -28,11 +28,12 @@ notified subscribers a `resolved` notice where the tier defines one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC as _UTC
 from datetime import datetime, timedelta
 from enum import Enum, StrEnum
+from functools import partial
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -556,8 +557,18 @@ def evaluate(
         rule = plan.rules[position]
         series = computed[rule.series_id]
         if series.step is _Step.READY:
-            run = _RuleRun(rule, {}, event, key, made_at, render, result, t, series.sources)
-            _tiers_phase(run, rule_states, series.scope)
+            run = partial(
+                _RuleRun,
+                rule,
+                event=event,
+                key=key,
+                created_at=made_at,
+                renderer=render,
+                result=result,
+                t=t,
+                sources=series.sources,
+            )
+            _tiers_phase(rule, run, rule_states, series.scope, result)
         elif series.step is _Step.LATE:
             result.decisions.append(Decision(rule.id, None, Reason.LATE_EVENT))
         elif series.step is _Step.FAILED:
@@ -599,10 +610,16 @@ def _series_phase(
     return computed, visit
 
 
-def _tiers_phase(run: _RuleRun, rule_states: dict[str, Any], scope: Mapping[str, Any]) -> None:
+def _tiers_phase(
+    rule: Rule,
+    run: Callable[..., _RuleRun],
+    rule_states: dict[str, Any],
+    scope: Mapping[str, Any],
+    result: Result,
+) -> None:
     """One rule's tiers on its series' values; its state in `rule_states`
-    is replaced, dropped when fresh, or kept as it was when the rule fails."""
-    rule, result = run.rule, run.result
+    is replaced, dropped when fresh, or kept as it was when the rule fails.
+    `run(rs=...)` builds the rule's run, only when something holds."""
     previous = rule_states.get(rule.id)
     if previous is not None and previous.get("shape") != rule.state_shape:
         previous = None  # the rule's meaning changed: start its state afresh
@@ -612,12 +629,12 @@ def _tiers_phase(run: _RuleRun, rule_states: dict[str, Any], scope: Mapping[str,
         clear_cond = rule.clear is not None and bool(rule.clear.when.evaluate(scope))
         if previous is None and not clear_cond and not any(conds):
             return  # fresh and nothing holds: stays fresh
-        run.rs = _copy_rule_state(previous, rule)
-        run.tiers(scope, conds, clear_cond)
-        if _is_fresh(run.rs):
+        rs = _copy_rule_state(previous, rule)
+        run(rs=rs).tiers(scope, conds, clear_cond)
+        if _is_fresh(rs):
             rule_states.pop(rule.id, None)
         else:
-            rule_states[rule.id] = run.rs
+            rule_states[rule.id] = rs
     except Exception as exc:  # one broken rule must not stop the others
         del result.tasks[before[0] :], result.intents[before[1] :], result.fired[before[2] :]
         result.failures.append(RuleFailure(rule.id, f"{type(exc).__name__}: {exc}"))
@@ -643,11 +660,10 @@ def _layout(old: State, rules: RuleSet) -> tuple[dict[str, Any], dict[str, Any]]
     old_rules: dict[str, Any] = old.get("rules", {})
     if "series" in old or not old_rules:
         return old_rules, old.get("series", {})
-    by_id = {r.id: r for r in rules.rules}
     series: dict[str, Any] = {}
     moved: dict[str, Any] = {}
     for rule_id, rs in old_rules.items():
-        rule = by_id.get(rule_id)
+        rule = rules.rule(rule_id)
         parts = {k: rs[k] for k in _SERIES_PARTS if k in rs}
         if parts and rule is not None and rs.get("shape") == rule.state_shape:
             series.setdefault(rule.series_id, parts)
@@ -664,26 +680,13 @@ def _plan_for(event: InputEvent, rules: RuleSet) -> Plan:
 
 
 def _is_fresh(rs: Mapping[str, Any]) -> bool:
-    """True when a rule's state says nothing a missing one would not: no
-    streak under way, no window, baseline, previous value, episode or
-    de-duplication memory. Such states are not stored, so a key's record
-    grows with the rules that have something to remember, not with the
-    size of the rule set."""
-    for name, value in rs.items():
-        if name == "shape":
-            continue
-        if name == "streak":
-            if any(streak.get("n", 0) for streak in value.values()):
-                return False
-        elif name == "clear":
-            if value.get("n", 0):
-                return False
-        elif name == "chg":
-            if value.get("value") is not None:
-                return False
-        elif value:
-            return False
-    return True
+    """True when a rule's state says nothing a missing one would not. After
+    `_RuleRun.tiers` a rule state holds only what is under way (streaks with
+    a count, a clear streak, an episode, de-duplication memory), so it is
+    fresh when all of that is empty. Such states are not stored, so a key's
+    record grows with the rules that have something to remember, not with
+    the size of the rule set."""
+    return not any(value for name, value in rs.items() if name != "shape")
 
 
 def _copy_rule_state(previous: dict[str, Any] | None, rule: Rule) -> dict[str, Any]:

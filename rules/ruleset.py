@@ -123,7 +123,7 @@ class Rule:
     tiers: tuple[Tier, ...]
     clear: Clear | None
     state_shape: str  # digest of what the rule's state means; a change resets it
-    series_id: str  # digest of what it computes before its tiers (see `series_id`)
+    series_id: str  # what it computes before its tiers, with its filter (`_computed_parts`)
 
 
 @dataclass(frozen=True)
@@ -366,21 +366,10 @@ def compile_rule(spec: RuleSpec, report: Report) -> Rule | None:
             clear = Clear(cw, Persist.of(spec.clear.for_))
     if problems:
         return None
-    shape = _digest(
-        "|".join(
-            [
-                spec.source.value,
-                spec.key.value,
-                spec.window.model_dump_json() if spec.window else "",
-                ";".join(f"{n}={m.model_dump_json()}" for n, m in spec.measures.items()),
-                spec.baseline.model_dump_json() if spec.baseline else "",
-                spec.change.model_dump_json() if spec.change else "",
-                ",".join(t.name for t in spec.tiers),
-            ]
-        )
-    )
+    computed = _computed_parts(spec)
     return Rule(
-        series_id=series_id(spec),
+        state_shape=_digest("|".join([*computed, ",".join(t.name for t in spec.tiers)])),
+        series_id=_digest("|".join([*computed, spec.filter or ""])),
         id=spec.id,
         version=_digest(spec.model_dump_json(by_alias=True)),
         spec=spec,
@@ -393,30 +382,26 @@ def compile_rule(spec: RuleSpec, report: Report) -> Rule | None:
         change=change,
         tiers=tuple(tiers),
         clear=clear,
-        state_shape=shape,
     )
 
 
-def series_id(spec: RuleSpec) -> str:
-    """What a rule computes before its tiers, as a digest: the source and key
-    it reads, its filter, window, measures, baseline and change tracking.
-    Rules with the same series id compute the same values from the same
-    events, so the engine computes them once per event and keeps one window,
-    baseline and change state per key for all of them (a large rule set is
-    mostly tiers over a few shared measures)."""
-    return _digest(
-        "|".join(
-            [
-                spec.source.value,
-                spec.key.value,
-                spec.filter or "",
-                spec.window.model_dump_json() if spec.window else "",
-                ";".join(f"{n}={m.model_dump_json()}" for n, m in spec.measures.items()),
-                spec.baseline.model_dump_json() if spec.baseline else "",
-                spec.change.model_dump_json() if spec.change else "",
-            ]
-        )
-    )
+def _computed_parts(spec: RuleSpec) -> list[str]:
+    """What a rule computes before its tiers: the source and key it reads,
+    its window, measures, baseline and change tracking. With the filter it
+    is the rule's series (`Rule.series_id`): rules with the same series
+    compute the same values from the same events, so the engine computes
+    them once per event and keeps one window, baseline and change state per
+    key for all of them. With the tier names it is the rule's state shape
+    (a change resets the rule's state; the filter is left out there, so
+    narrowing a filter keeps streaks and episodes)."""
+    return [
+        spec.source.value,
+        spec.key.value,
+        spec.window.model_dump_json() if spec.window else "",
+        ";".join(f"{n}={m.model_dump_json()}" for n, m in spec.measures.items()),
+        spec.baseline.model_dump_json() if spec.baseline else "",
+        spec.change.model_dump_json() if spec.change else "",
+    ]
 
 
 def _check_tier_order(spec: RuleSpec, note: Report) -> None:
