@@ -70,8 +70,8 @@ class Expression:
     source: str
     names: tuple[tuple[str, int], ...]
     evaluate: Compiled
-    code: str = field(default="", repr=False)  # Python source over `e`, see `any_holds`
-    constants: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    code: str = field(repr=False)  # Python source over `e`, see `any_holds`
+    constants: Mapping[str, Any] = field(repr=False)  # the names `code` refers to
 
     def unknown_names(self, known: Callable[[str], bool]) -> list[tuple[str, int]]:
         return [(n, col) for n, col in self.names if not known(n)]
