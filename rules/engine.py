@@ -31,15 +31,26 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC as _UTC
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import Enum, StrEnum
 from functools import partial
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from rules.identity import detection_id, resolution_id, task_id
+from rules.identity import detection_id, resolution_id
 from rules.model import Audience, DedupScope, KeyField, Source
 from rules.ruleset import Persist, Plan, Rule, RuleSet, Tier
+from rules.tasks import (
+    Book,
+    Opening,
+    TaskEffects,
+    advance,
+    close_silently,
+    condition_cleared,
+    feedback,
+    next_due,
+    open_task,
+)
 from rules.templates import Renderer
 from rules.windows import (
     aggregate,
@@ -51,14 +62,13 @@ from rules.windows import (
 from schemas import (
     BillingEvent,
     CustomerProfile,
-    InterventionTask,
     NetworkQualityEvent,
     NetworkScope,
     NoticeIntent,
+    NoticePart,
     Service,
     TargetType,
-    TaskStatus,
-    TaskTarget,
+    TaskUpdate,
     UsageEvent,
     default_profile,
 )
@@ -93,9 +103,11 @@ class RuleFailure:
 
 
 @dataclass
-class Result:
-    tasks: list[InterventionTask] = field(default_factory=list)
-    intents: list[NoticeIntent] = field(default_factory=list)
+class Result(TaskEffects):
+    """What one step produced: tasks and notice intents (with the task
+    transitions and a rejected feedback's reason from `TaskEffects`), and
+    what the step decided not to send."""
+
     decisions: list[Decision] = field(default_factory=list)
     evaluated: list[str] = field(default_factory=list)
     fired: list[tuple[str, str]] = field(default_factory=list)
@@ -302,7 +314,9 @@ class _RuleRun:
         result: Result,
         t: float,
         sources: tuple[str, ...],
+        book: Book,
     ) -> None:
+        self.book = book
         self.rule = rule
         self.rs = rs
         self.event = event
@@ -406,6 +420,8 @@ class _RuleRun:
                 facts[n] = datetime.fromtimestamp(facts[n], _UTC).isoformat()
         facts["condition"] = tier.when.source
         facts["key"] = self.key
+        if self.rule.key is not KeyField.CELL_ID:  # whom a subscriber's or a line's task is for
+            facts["subscriber_id"] = getattr(self.event, "subscriber_id", None)
         facts["cycle"] = scope["cycle"]
         return facts
 
@@ -426,9 +442,14 @@ class _RuleRun:
             {"tier": tier.name, "detection": det, "facts": facts, "sources": list(sources)},
         ]
         if tier.task is not None:
-            self.result.tasks.append(self.task(tier, det, facts, scope, TaskStatus.OPEN, sources))
+            summary = self.renderer.render(
+                tier.task.summary, self.template_scope(tier, facts, scope)
+            )
+            open_task(
+                self.book, self.opening(tier, det, facts, summary), self.created_at, self.result
+            )
         if tier.notice is not None:
-            self.result.intents.append(self.intent(tier, det, facts, False, sources))
+            self.result.intents.append(self.intent(tier, det, facts, NoticePart.OPENING, sources))
 
     def resolve(self, episode: dict[str, Any], scope: Mapping[str, Any]) -> None:
         by_name = {t.name: t for t in self.rule.tiers}
@@ -438,61 +459,66 @@ class _RuleRun:
                 continue
             facts = {**fired["facts"], "resolved_at": self.event.event_time.isoformat()}
             sources = (self.event.event_id,)
-            if tier.task is not None and tier.task.resolve:
-                self.result.tasks.append(
-                    self.task(tier, fired["detection"], facts, scope, TaskStatus.RESOLVED, sources)
-                )
+            if tier.task is not None:
+                if tier.task.resolve:
+                    condition_cleared(
+                        self.book,
+                        fired["detection"],
+                        self.event.event_time,
+                        self.created_at,
+                        self.result,
+                    )
+                else:
+                    close_silently(self.book, fired["detection"])
             if tier.notice is not None and tier.notice.resolved is not None:
                 self.result.intents.append(
-                    self.intent(tier, resolution_id(fired["detection"]), facts, True, sources)
+                    self.intent(
+                        tier,
+                        resolution_id(fired["detection"]),
+                        facts,
+                        NoticePart.RESOLVED,
+                        sources,
+                        opening=fired["detection"],
+                    )
                 )
 
-    def target(self) -> TaskTarget:
-        kind = {
+    def target(self) -> TargetType:
+        return {
             KeyField.SUBSCRIBER_ID: TargetType.SUBSCRIBER,
             KeyField.CELL_ID: TargetType.CELL,
             KeyField.LINE_ID: TargetType.BROADBAND_LINE,
         }[self.rule.key]
-        return TaskTarget(type=kind, id=self.key)
 
-    def task(
+    def opening(self, tier: Tier, det: str, facts: dict[str, Any], summary: str) -> Opening:
+        """The task a detection opens, with whom its notices go to: the
+        subscriber (of the event, or of the line), or the cell's home
+        subscribers."""
+        cell = self.key if self.rule.key is KeyField.CELL_ID else None
+        return Opening(
+            rule_id=self.rule.id,
+            rule_version=self.rule.version,
+            tier=tier,
+            detection=det,
+            key=self.key,
+            target=self.target(),
+            subscriber=None if cell else getattr(self.event, "subscriber_id", None),
+            cell=cell,
+            severity=tier.severity,
+            category=self.rule.spec.category,
+            facts=facts,
+            summary=summary,
+            at=self.event.event_time,
+            sources=self.sources,
+        )
+
+    def intent(
         self,
         tier: Tier,
         det: str,
         facts: dict[str, Any],
-        scope: Mapping[str, Any],
-        status: TaskStatus,
+        part: NoticePart,
         sources: tuple[str, ...],
-    ) -> InterventionTask:
-        spec = tier.task
-        assert spec is not None
-        ev = self.event
-        summary = self.renderer.render(spec.summary, self.template_scope(tier, facts, scope))
-        if status is TaskStatus.RESOLVED:
-            summary = f"RESOLVED: {summary}"
-        return InterventionTask(
-            task_id=task_id(det),
-            correlation_id=det,
-            rule_id=self.rule.id,
-            tier=tier.name,
-            status=status,
-            queue=spec.queue,
-            action=spec.action,
-            priority=spec.priority,
-            target=self.target(),
-            due_by=(ev.event_time + timedelta(seconds=tier.due_in_s))
-            if tier.due_in_s and status is TaskStatus.OPEN
-            else None,
-            summary=summary,
-            facts=facts,
-            event_time=ev.event_time,
-            created_at=self.created_at,
-            source_event_ids=sources,
-            rule_version=self.rule.version,
-        )
-
-    def intent(
-        self, tier: Tier, det: str, facts: dict[str, Any], resolved: bool, sources: tuple[str, ...]
+        opening: str | None = None,
     ) -> NoticeIntent:
         assert tier.notice is not None
         ev = self.event
@@ -507,7 +533,8 @@ class _RuleRun:
             tier=tier.name,
             severity=tier.severity,
             category=self.rule.spec.category,
-            resolved=resolved,
+            part=part,
+            opening_id=opening,
             facts=facts,
             event_time=ev.event_time,
             source_event_ids=sources,
@@ -542,17 +569,19 @@ def evaluate(
     new: State = {**old, "seen": [*seen[-(RECENT_EVENT_IDS - 1) :], event.event_id]}
     if acc is not None:
         new["acc"] = acc
+    book = Book.of(old)
+    t = env["event_time"]
+    made_at = created_at or event.event_time
+    render = renderer or _RENDERER
+    advance(book, t, rules, created_at, render, result)  # promises due by this event's time
     old_rules, old_series = _layout(old, rules)
     known = rules.series_ids
     series_states = {sid: ss for sid, ss in old_series.items() if sid in known}
     rule_states: dict[str, Any] = dict(old_rules)
     plan = _plan_for(event, rules)
-    t = env["event_time"]
     computed, visit = _series_phase(
         plan, series_states, rule_states, env, t, event.event_id, result.evaluated
     )
-    made_at = created_at or event.event_time
-    render = renderer or _RENDERER
     for position in sorted(visit):  # file order, as outputs must be
         rule = plan.rules[position]
         series = computed[rule.series_id]
@@ -567,15 +596,66 @@ def evaluate(
                 result=result,
                 t=t,
                 sources=series.sources,
+                book=book,
             )
-            _tiers_phase(rule, run, rule_states, series.scope, result)
+            _tiers_phase(rule, run, rule_states, series.scope, result, book)
         elif series.step is _Step.LATE:
             result.decisions.append(Decision(rule.id, None, Reason.LATE_EVENT))
         elif series.step is _Step.FAILED:
             result.failures.append(RuleFailure(rule.id, series.error))
     new["rules"] = rule_states
     new["series"] = series_states
+    book.store(new)
     return new, result
+
+
+def advance_clock(
+    state: State | None,
+    now: datetime,
+    rules: RuleSet,
+    *,
+    created_at: datetime | None = None,
+    renderer: Renderer | None = None,
+) -> tuple[State, Result]:
+    """The key's promises due at `now` (the partition's stream time, or a
+    live tick): overdue tasks escalate. Pure; the outputs are dated at each
+    task's due time, so they do not depend on which clock noticed them."""
+    result = Result()
+    old: State = state or {}
+    if next_due(old.get("tasks", {})) is None:
+        return old, result
+    book = Book.of(old)
+    advance(book, now.timestamp(), rules, created_at, renderer or _RENDERER, result)
+    new = dict(old)
+    book.store(new)
+    return new, result
+
+
+def apply_feedback(
+    state: State | None,
+    update: TaskUpdate,
+    rules: RuleSet,
+    *,
+    created_at: datetime | None = None,
+    renderer: Renderer | None = None,
+) -> tuple[State, Result]:
+    """A work system's report on one of the key's tasks. An unknown task,
+    one already closed, or the same status again changes nothing and says
+    why in `Result.rejected`."""
+    result = Result()
+    old: State = state or {}
+    book = Book.of(old)
+    feedback(book, update, rules, created_at or update.at, renderer or _RENDERER, result)
+    if result.rejected is not None:
+        return old, result
+    new = dict(old)
+    book.store(new)
+    return new, result
+
+
+def due_at(state: State | None) -> float | None:
+    """When the key's next promise falls due (epoch seconds), if any."""
+    return next_due((state or {}).get("tasks", {}))
 
 
 def _series_phase(
@@ -616,14 +696,17 @@ def _tiers_phase(
     rule_states: dict[str, Any],
     scope: Mapping[str, Any],
     result: Result,
+    book: Book,
 ) -> None:
     """One rule's tiers on its series' values; its state in `rule_states`
-    is replaced, dropped when fresh, or kept as it was when the rule fails.
-    `run(rs=...)` builds the rule's run, only when something holds."""
+    is replaced, dropped when fresh, or kept as it was when the rule fails
+    (the key's tasks too). `run(rs=...)` builds the rule's run, only when
+    something holds."""
     previous = rule_states.get(rule.id)
     if previous is not None and previous.get("shape") != rule.state_shape:
         previous = None  # the rule's meaning changed: start its state afresh
-    before = (len(result.tasks), len(result.intents), len(result.fired))
+    before = (len(result.tasks), len(result.intents), len(result.fired), len(result.transitions))
+    tasks_before = (dict(book.open), list(book.closed))
     try:
         conds = [bool(tier.when.evaluate(scope)) for tier in rule.tiers]
         clear_cond = rule.clear is not None and bool(rule.clear.when.evaluate(scope))
@@ -637,6 +720,8 @@ def _tiers_phase(
             rule_states[rule.id] = rs
     except Exception as exc:  # one broken rule must not stop the others
         del result.tasks[before[0] :], result.intents[before[1] :], result.fired[before[2] :]
+        del result.transitions[before[3] :]
+        book.open, book.closed = tasks_before
         result.failures.append(RuleFailure(rule.id, f"{type(exc).__name__}: {exc}"))
 
 

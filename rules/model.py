@@ -16,7 +16,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
 
 from rules.durations import Duration, parse_duration
-from schemas import Priority, Queue, Severity, TaskAction
+from schemas import ClosesOn, Priority, Queue, Severity, TaskAction
 
 KEBAB = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 IDENT = r"^[a-z_][a-z0-9_]*$"
@@ -147,13 +147,89 @@ class NoticeSpec(_Spec):
     )
 
 
+# Work done by people closes only when the work system says so; a check a
+# machine can repeat (`investigate`) may close itself when the metric clears.
+DEFAULT_CLOSES_ON: dict[TaskAction, ClosesOn] = {
+    TaskAction.INVESTIGATE: ClosesOn.CLEARING,
+    TaskAction.DISPATCH_REPAIR: ClosesOn.FEEDBACK,
+    TaskAction.CALL_CUSTOMER: ClosesOn.FEEDBACK,
+    TaskAction.SUSPEND_SERVICE: ClosesOn.FEEDBACK,
+    TaskAction.REVIEW_CHARGES: ClosesOn.FEEDBACK,
+    TaskAction.COMPENSATE: ClosesOn.FEEDBACK,
+}
+
+
+class OutcomeNoticeSpec(_Spec):
+    """A notice tied to a task: sent to the tier's audience when the task's
+    promise is missed or the work system reports an outcome."""
+
+    title: Text
+    message: Text
+    message_simple: Text | None = None
+
+
+class FollowUpTaskSpec(_Spec):
+    """A task opened when the parent task's promise is missed (e.g. a
+    compensation when a repair is late). It closes on feedback."""
+
+    queue: Annotated[Queue, Lax]
+    action: Annotated[TaskAction, Lax]
+    priority: Annotated[Priority, Lax]
+    due_in: Duration
+    summary: Annotated[str, Field(min_length=1)]
+
+
+class EscalationSpec(_Spec):
+    """What happens when a task is not done by its `due_by`, or is reported
+    `failed`: the task is raised to `priority` (and moved to `queue`), and
+    optionally the customer is told and a follow-up task is opened."""
+
+    priority: Annotated[Priority, Lax]
+    queue: Annotated[Queue, Lax] | None = None
+    due_in: Duration | None = Field(
+        default=None,
+        description="A new promise for the escalated task; none: no further escalation.",
+    )
+    notice: OutcomeNoticeSpec | None = None
+    task: FollowUpTaskSpec | None = None
+
+
+class OutcomesSpec(_Spec):
+    """Notices sent when the work system reports the task's outcome."""
+
+    done: OutcomeNoticeSpec | None = None
+    failed: OutcomeNoticeSpec | None = None
+    cancelled: OutcomeNoticeSpec | None = None
+
+
 class TaskSpec(_Spec):
     queue: Annotated[Queue, Lax]
     action: Annotated[TaskAction, Lax]
     priority: Annotated[Priority, Lax]
     due_in: Duration | None = None
     summary: Annotated[str, Field(min_length=1)]
-    resolve: bool = Field(default=True, description="Send a `resolved` update on clear.")
+    closes_on: Annotated[ClosesOn, Lax] | None = Field(
+        default=None,
+        description="`feedback` (default for work done by people) or `clearing` "
+        "(default for `investigate`).",
+    )
+    resolve: bool = Field(
+        default=True,
+        description="Tell the work system when the condition clears (closing the task "
+        "if it closes on clearing).",
+    )
+    escalate: EscalationSpec | None = None
+    outcomes: OutcomesSpec | None = None
+
+    @property
+    def closing(self) -> ClosesOn:
+        return self.closes_on or DEFAULT_CLOSES_ON[self.action]
+
+    @model_validator(mode="after")
+    def _escalation_needs_promise(self) -> Self:
+        if self.escalate is not None and self.due_in is None:
+            raise ValueError("'escalate' needs a 'due_in': the promise whose miss escalates")
+        return self
 
 
 def _persistence(value: object) -> object:

@@ -1,29 +1,39 @@
 """The notice policy: how a `NoticeIntent` becomes a `CustomerNotice` for one
-subscriber, or is suppressed with a reason.
+subscriber, or is held, or is suppressed with a reason.
 
 Stages, in order (each small, each names its reason):
-  1. opt_out      — a category in the profile's `opt_out` suppresses non-critical notices
-  2. fatigue_cap  — at most 3 non-critical notices per subscriber in any rolling
-                    24 h of event time; critical notices are never capped
-  3. channel      — the preferred channel; elderly customers get warning-or-worse
-                    notices by voice call, with the simpler wording
-  4. quiet_hours  — non-critical notices inside quiet hours (subscriber's
-                    timezone) get `deliver_after` = end of quiet hours; never dropped
+  1. text         — the tier's text for this part (opening, resolution, escalation,
+                    task outcome); none defined: nothing to send (`unknown_rule`)
+  2. coherence    — a resolution goes only to a subscriber who was told of its
+                    opening (`not_notified`); a resolution of an opening still held
+                    for quiet hours drops both (`superseded`)
+  3. opt_out      — a category in the profile's `opt_out` suppresses non-critical notices
+  4. fatigue_cap  — at most 3 non-critical notices per subscriber in any rolling
+                    24 h of event time; critical notices and resolutions are never
+                    capped (a subscriber told of a problem is told it is over)
+  5. channel      — the preferred channel; elderly customers get warning-or-worse
+                    notices by voice call, with the simpler wording (a resolution is
+                    info, so it goes by the preferred channel)
+  6. quiet_hours  — non-critical notices inside quiet hours (subscriber's timezone)
+                    are held in the subscriber's state and sent when quiet hours end
+                    (`release`), with `deliver_after` set to that time; a held
+                    notice whose episode resolves meanwhile is dropped (`superseded`)
 Rendering uses the profile's language. The policy's state is the `policy`
-part of the subscriber's engine state.
+part of the subscriber's record: `recent` (fatigue memory), `told` (openings
+sent or held), `held` (notices waiting for the end of quiet hours).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from rules.identity import notice_id
-from rules.model import NoticeSpec, Text
-from rules.ruleset import RuleSet
+from rules.model import Text
+from rules.ruleset import RuleSet, Tier
 from rules.templates import Renderer
 from schemas import (
     Channel,
@@ -31,12 +41,14 @@ from schemas import (
     CustomerProfile,
     Language,
     NoticeIntent,
+    NoticePart,
     Segment,
     Severity,
 )
 
 FATIGUE_LIMIT = 3
 FATIGUE_WINDOW = 86400.0
+TOLD_MEMORY = 64  # opening detections remembered per subscriber
 
 
 class PolicyReason(StrEnum):
@@ -44,14 +56,50 @@ class PolicyReason(StrEnum):
 
     OPT_OUT = "opt_out"
     FATIGUE_CAP = "fatigue_cap"
-    QUIET_HOURS_DEFERRED = "quiet_hours_deferred"  # deferred, not dropped
+    QUIET_HOURS_DEFERRED = "quiet_hours_deferred"  # held until quiet hours end, not dropped
     UNKNOWN_RULE = "unknown_rule"
+    NOT_NOTIFIED = "not_notified"  # a resolution of an opening the subscriber never got
+    SUPERSEDED = "superseded"  # held for quiet hours, and resolved before they ended
 
 
 @dataclass(frozen=True)
 class Delivery:
     notice: CustomerNotice | None
     reasons: tuple[PolicyReason, ...]
+    dropped: tuple[NoticeIntent, ...] = ()  # held notices this one superseded
+
+
+@dataclass(frozen=True)
+class Texts:
+    title: Text
+    message: Text
+    simple: Text | None
+    action: Text | None
+
+
+def texts_for(tier: Tier, part: NoticePart) -> Texts | None:
+    """The tier's texts for one part of its story, or None when it has none."""
+    notice, task = tier.notice, tier.task
+    if part is NoticePart.OPENING:
+        if notice is None:
+            return None
+        return Texts(notice.title, notice.message, notice.message_simple, notice.suggested_action)
+    if part is NoticePart.RESOLVED:
+        if notice is None or notice.resolved is None:
+            return None
+        return Texts(notice.resolved.title, notice.resolved.message, None, None)
+    if task is None:
+        return None
+    if part is NoticePart.ESCALATED:
+        spec = task.escalate.notice if task.escalate else None
+    else:
+        spec = getattr(task.outcomes, part.value) if task.outcomes else None
+    return None if spec is None else Texts(spec.title, spec.message, spec.message_simple, None)
+
+
+def severity_of(intent: NoticeIntent) -> Severity:
+    """A resolution is good news: info, whatever the tier's severity."""
+    return Severity.INFO if intent.part is NoticePart.RESOLVED else intent.severity
 
 
 def _text(text: Text, language: Language) -> str:
@@ -65,7 +113,7 @@ def _opt_out(intent: NoticeIntent, profile: CustomerProfile) -> PolicyReason | N
 
 
 def _fatigue(intent: NoticeIntent, recent: list[list[Any]]) -> PolicyReason | None:
-    if intent.severity is Severity.CRITICAL:
+    if intent.severity is Severity.CRITICAL or intent.part is NoticePart.RESOLVED:
         return None
     t = intent.event_time.timestamp()
     window = [r for r in recent if t - FATIGUE_WINDOW < r[0] <= t]
@@ -74,7 +122,7 @@ def _fatigue(intent: NoticeIntent, recent: list[list[Any]]) -> PolicyReason | No
 
 def _channel(intent: NoticeIntent, profile: CustomerProfile) -> tuple[Channel, bool]:
     """(channel, use the simpler wording)."""
-    if profile.segment is Segment.ELDERLY and intent.severity.rank >= Severity.WARNING.rank:
+    if profile.segment is Segment.ELDERLY and severity_of(intent).rank >= Severity.WARNING.rank:
         return Channel.VOICE_CALL, True
     return profile.preferred_channel, False
 
@@ -95,6 +143,25 @@ def quiet_hours_end(event_time: datetime, profile: CustomerProfile) -> datetime 
     return naive.replace(tzinfo=tz)
 
 
+def _coherence(
+    intent: NoticeIntent, policy: dict[str, Any]
+) -> tuple[PolicyReason | None, tuple[NoticeIntent, ...]]:
+    """A resolution needs its opening told; if that opening is still held,
+    both go (the episode ended before the subscriber could hear of it)."""
+    if intent.part is not NoticePart.RESOLVED:
+        return None, ()
+    held = policy.get("held", [])
+    superseded = [h for h in held if h["intent"]["detection_id"] == intent.opening_id]
+    if superseded:
+        policy["held"] = [h for h in held if h not in superseded]
+        policy["told"] = [d for d in policy.get("told", []) if d != intent.opening_id]
+        dropped = tuple(NoticeIntent.model_validate(h["intent"]) for h in superseded)
+        return PolicyReason.SUPERSEDED, dropped
+    if intent.opening_id not in policy.get("told", []):
+        return PolicyReason.NOT_NOTIFIED, ()
+    return None, ()
+
+
 def deliver(
     state: dict[str, Any] | None,
     profile: CustomerProfile,
@@ -104,80 +171,134 @@ def deliver(
     created_at: datetime | None = None,
     renderer: Renderer | None = None,
 ) -> tuple[dict[str, Any], Delivery]:
-    """Apply the policy for `profile.subscriber_id`; pure, returns new state."""
+    """Apply the policy for `profile.subscriber_id`; pure, returns new state.
+    A notice inside quiet hours is held in the state (reason
+    `quiet_hours_deferred`) and comes out of `release`."""
     policy: dict[str, Any] = dict(state or {})
     recent: list[list[Any]] = list(policy.get("recent", []))
-    rule = rules.rule(intent.rule_id)
-    tier = next((t for t in rule.tiers if t.name == intent.tier), None) if rule else None
-    if tier is None or tier.notice is None:
+    tier = _tier(rules, intent)
+    if tier is None or texts_for(tier, intent.part) is None:
         return policy, Delivery(None, (PolicyReason.UNKNOWN_RULE,))
     subscriber = profile.subscriber_id
     nid = notice_id(intent.detection_id, subscriber)
-    if any(r[1] == nid for r in recent):
-        # a redelivered detection: same id again, already counted
-        reasons: list[PolicyReason] = []
-    else:
+    if any(h["nid"] == nid for h in policy.get("held", [])):
+        return policy, Delivery(None, ())  # a redelivered intent, already held
+    again = any(r[1] == nid for r in recent)
+    if not again:  # a redelivered detection is already counted
+        reason, dropped = _coherence(intent, policy)
+        if reason is not None:
+            return policy, Delivery(None, (reason,), dropped)
         for stage in (_opt_out(intent, profile), _fatigue(intent, recent)):
             if stage is not None:
                 return policy, Delivery(None, (stage,))
-        reasons = []
-    channel, simple = _channel(intent, profile)
-    deliver_after = None
-    if intent.severity is not Severity.CRITICAL:
-        deliver_after = quiet_hours_end(intent.event_time, profile)
-        if deliver_after is not None:
-            reasons.append(PolicyReason.QUIET_HOURS_DEFERRED)
+    severity = severity_of(intent)
+    if severity is not Severity.CRITICAL and intent.part is not NoticePart.RESOLVED:
+        t = intent.event_time.timestamp()
+        if not again:
+            recent = [r for r in recent if t - FATIGUE_WINDOW < r[0]] + [[t, nid]]
+            policy["recent"] = recent[-(FATIGUE_LIMIT * 4) :]
+    if intent.part is NoticePart.OPENING and intent.detection_id not in policy.get("told", []):
+        policy["told"] = [*policy.get("told", [])[-(TOLD_MEMORY - 1) :], intent.detection_id]
+    release_at = (
+        quiet_hours_end(intent.event_time, profile) if severity is not Severity.CRITICAL else None
+    )
+    if release_at is not None and not again:
+        held = {
+            "nid": nid,
+            "release": release_at.timestamp(),
+            "intent": intent.model_dump(mode="json"),
+        }
+        policy["held"] = [*policy.get("held", []), held]
+        return policy, Delivery(None, (PolicyReason.QUIET_HOURS_DEFERRED,))
     notice = _render(
         intent,
-        tier.notice,
+        tier,
         profile,
-        channel,
-        simple,
         nid,
-        deliver_after,
+        release_at,
         created_at or intent.event_time,
         renderer or _RENDERER,
     )
-    if intent.severity is not Severity.CRITICAL and not any(r[1] == nid for r in recent):
-        t = intent.event_time.timestamp()
-        recent = [r for r in recent if t - FATIGUE_WINDOW < r[0]] + [[t, nid]]
-        policy["recent"] = recent[-(FATIGUE_LIMIT * 4) :]
-    return policy, Delivery(notice, tuple(reasons))
+    return policy, Delivery(notice, ())
+
+
+def release(
+    state: dict[str, Any] | None,
+    profile: CustomerProfile,
+    now: datetime,
+    rules: RuleSet,
+    *,
+    created_at: datetime | None = None,
+    renderer: Renderer | None = None,
+) -> tuple[dict[str, Any], list[CustomerNotice]]:
+    """The held notices whose quiet hours have ended by `now`, in the order
+    they were held; `deliver_after` is the end of the quiet hours."""
+    policy: dict[str, Any] = dict(state or {})
+    held = policy.get("held", [])
+    t = now.timestamp()
+    due = [h for h in held if h["release"] <= t]
+    if not due:
+        return policy, []
+    rest = [h for h in held if h["release"] > t]
+    if rest:
+        policy["held"] = rest
+    else:
+        policy.pop("held", None)
+    notices = []
+    for h in due:
+        intent = NoticeIntent.model_validate(h["intent"])
+        tier = _tier(rules, intent)
+        if tier is None or texts_for(tier, intent.part) is None:
+            continue  # the rule went away while the notice was held
+        at = datetime.fromtimestamp(h["release"], UTC)
+        notices.append(
+            _render(intent, tier, profile, h["nid"], at, created_at or at, renderer or _RENDERER)
+        )
+    return policy, notices
+
+
+def next_release(state: dict[str, Any] | None) -> float | None:
+    """When the first held notice is due (epoch seconds), if any."""
+    held = (state or {}).get("held", [])
+    return min(h["release"] for h in held) if held else None
+
+
+def _tier(rules: RuleSet, intent: NoticeIntent) -> Tier | None:
+    rule = rules.rule(intent.rule_id)
+    return next((t for t in rule.tiers if t.name == intent.tier), None) if rule else None
 
 
 def _render(
     intent: NoticeIntent,
-    spec: NoticeSpec,
+    tier: Tier,
     profile: CustomerProfile,
-    channel: Channel,
-    simple: bool,
     nid: str,
     deliver_after: datetime | None,
     created_at: datetime,
     renderer: Renderer,
 ) -> CustomerNotice:
+    texts = texts_for(tier, intent.part)
+    assert texts is not None
+    channel, simple = _channel(intent, profile)
     lang = profile.language
     facts = intent.facts
     scope = {**facts, "rule_id": intent.rule_id, "tier": intent.tier}
-    if intent.resolved and spec.resolved is not None:
-        title, message = spec.resolved.title, spec.resolved.message
-    else:
-        title = spec.title
-        message = spec.message_simple if simple and spec.message_simple else spec.message
+    message = texts.simple if simple and texts.simple else texts.message
     action = None
-    if spec.suggested_action is not None and not intent.resolved:
-        action = renderer.render(_text(spec.suggested_action, lang), scope)
+    if texts.action is not None:
+        action = renderer.render(_text(texts.action, lang), scope)
+    opening = intent.part is NoticePart.OPENING
     return CustomerNotice(
         notice_id=nid,
-        correlation_id=intent.detection_id,
+        correlation_id=intent.opening_id or intent.detection_id,
         subscriber_id=profile.subscriber_id,
         rule_id=intent.rule_id,
-        tier=f"{intent.tier}:resolved" if intent.resolved else intent.tier,
-        severity=Severity.INFO if intent.resolved else intent.severity,
+        tier=intent.tier if opening else f"{intent.tier}:{intent.part.value}",
+        severity=severity_of(intent),
         category=intent.category,
         channel=channel,
         language=lang,
-        title=renderer.render(_text(title, lang), scope),
+        title=renderer.render(_text(texts.title, lang), scope),
         message=renderer.render(_text(message, lang), scope),
         facts=facts,
         suggested_action=action,

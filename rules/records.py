@@ -30,9 +30,19 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from rules.engine import Decision, InputEvent, Result, evaluate, key_of
-from rules.policy import PolicyReason, deliver
+from rules.engine import (
+    Decision,
+    InputEvent,
+    Result,
+    advance_clock,
+    apply_feedback,
+    due_at,
+    evaluate,
+    key_of,
+)
+from rules.policy import PolicyReason, deliver, next_release, release
 from rules.ruleset import RuleSet
+from rules.tasks import FeedbackReason, Transition
 from schemas import (
     CellMembership,
     CustomerNotice,
@@ -41,6 +51,7 @@ from schemas import (
     NetworkQualityEvent,
     NoticeIntent,
     TargetType,
+    TaskUpdate,
     default_profile,
 )
 
@@ -60,6 +71,8 @@ class Effects:
     failures: list[tuple[str, str]] = field(default_factory=list)
     fired: list[tuple[str, str]] = field(default_factory=list)
     evaluated: list[str] = field(default_factory=list)
+    transitions: list[tuple[str, Transition]] = field(default_factory=list)
+    rejected: FeedbackReason | None = None  # a task update that changed nothing
 
 
 def encode_record(record: Record) -> bytes:
@@ -97,15 +110,113 @@ def apply_event(
     members: Callable[[], tuple[str, ...]] = no_members,
 ) -> tuple[Record, Effects]:
     """Evaluate an input event against its key's record. `members` gives a
-    cell's home subscribers; it is called only when a cell detection fires."""
+    cell's home subscribers; it is called only when a cell detection fires.
+    Held notices due by the event's time are released first."""
     key = key_of(event)
+    effects = Effects()
+    profile: CustomerProfile | None = None  # a cell or a line: no subscriber profile
     if is_subscriber_event(event):
-        profile: CustomerProfile | None = profile_of(record, key)
-    else:
-        profile = None  # a cell or a line: no subscriber profile on this key
+        profile = profile_of(record, key)
+        record = _release(record, profile, event.event_time, rules, created_at, effects)
     engine, result = evaluate(record.get("engine"), event, profile, rules, created_at=created_at)
-    new = {**record, "engine": engine}
-    effects = _effects(result)
+    new = _route(
+        {**record, "engine": engine}, key, profile, result, rules, created_at, members, effects
+    )
+    return with_due(new), effects
+
+
+def apply_clock(
+    record: Record,
+    key: str,
+    subscriber: bool,
+    now: datetime,
+    rules: RuleSet,
+    *,
+    created_at: datetime | None = None,
+    members: Callable[[], tuple[str, ...]] = no_members,
+) -> tuple[Record, Effects]:
+    """What falls due at `now` for one key: overdue tasks escalate, held
+    notices are released."""
+    effects = Effects()
+    profile = profile_of(record, key) if subscriber else None
+    if profile is not None:
+        record = _release(record, profile, now, rules, created_at, effects)
+    engine, result = advance_clock(record.get("engine"), now, rules, created_at=created_at)
+    new = _route(
+        {**record, "engine": engine}, key, profile, result, rules, created_at, members, effects
+    )
+    return with_due(new), effects
+
+
+def apply_task_update(
+    record: Record,
+    key: str,
+    subscriber: bool,
+    update: TaskUpdate,
+    rules: RuleSet,
+    *,
+    created_at: datetime | None = None,
+    members: Callable[[], tuple[str, ...]] = no_members,
+) -> tuple[Record, Effects]:
+    """A work system's report on one of the key's tasks; `Effects.rejected`
+    says why it changed nothing."""
+    effects = Effects()
+    profile = profile_of(record, key) if subscriber else None
+    engine, result = apply_feedback(record.get("engine"), update, rules, created_at=created_at)
+    effects.rejected = result.rejected
+    if result.rejected is not None:
+        return record, effects
+    new = _route(
+        {**record, "engine": engine}, key, profile, result, rules, created_at, members, effects
+    )
+    return with_due(new), effects
+
+
+def due_of(record: Record) -> float | None:
+    """When something next falls due for this key (epoch seconds): a task's
+    promise or a held notice. Kept in the record as `due` so a clock can
+    find due keys without decoding every record."""
+    return record.get("due")
+
+
+def with_due(record: Record) -> Record:
+    times = [t for t in (due_at(record.get("engine")), next_release(record.get("policy"))) if t]
+    if times:
+        return {**record, "due": min(times)}
+    if "due" in record:
+        return {k: v for k, v in record.items() if k != "due"}
+    return record
+
+
+def _release(
+    record: Record,
+    profile: CustomerProfile,
+    now: datetime,
+    rules: RuleSet,
+    created_at: datetime | None,
+    effects: Effects,
+) -> Record:
+    if not record.get("policy", {}).get("held"):
+        return record
+    policy, notices = release(record.get("policy"), profile, now, rules, created_at=created_at)
+    effects.outputs.extend(notices)
+    return {**record, "policy": policy}
+
+
+def _route(
+    new: Record,
+    key: str,
+    profile: CustomerProfile | None,
+    result: Result,
+    rules: RuleSet,
+    created_at: datetime | None,
+    members: Callable[[], tuple[str, ...]],
+    effects: Effects,
+) -> Record:
+    """A step's tasks become outputs (a cell's with its home subscribers);
+    its intents go through this subscriber's policy, or out to the cell's
+    members or the line's subscriber."""
+    _merge(effects, result)
     audience = members() if result.tasks or result.intents else ()
     effects.outputs.extend(
         with_affected(t, audience) if t.target.type is TargetType.CELL else t for t in result.tasks
@@ -119,7 +230,7 @@ def apply_event(
             new = _deliver(new, profile, intent, rules, created_at, effects)
         else:
             effects.intents.append(intent)
-    return new, effects
+    return new
 
 
 def apply_intent(
@@ -135,7 +246,7 @@ def apply_intent(
     new = _deliver(
         dict(record), profile_of(record, subscriber_id), intent, rules, created_at, effects
     )
-    return new, effects
+    return with_due(new), effects
 
 
 def apply_profile(
@@ -187,13 +298,12 @@ def with_affected(task: InterventionTask, subscribers: tuple[str, ...]) -> Inter
     return task.model_copy(update={"affected_subscribers": members}) if members else task
 
 
-def _effects(result: Result) -> Effects:
-    return Effects(
-        decisions=list(result.decisions),
-        failures=[(f.rule_id, f.message) for f in result.failures],
-        fired=list(result.fired),
-        evaluated=list(result.evaluated),
-    )
+def _merge(effects: Effects, result: Result) -> None:
+    effects.decisions.extend(result.decisions)
+    effects.failures.extend((f.rule_id, f.message) for f in result.failures)
+    effects.fired.extend(result.fired)
+    effects.evaluated.extend(result.evaluated)
+    effects.transitions.extend(result.transitions)
 
 
 def _deliver(
@@ -206,6 +316,7 @@ def _deliver(
 ) -> Record:
     policy, delivery = deliver(record.get("policy"), profile, intent, rules, created_at=created_at)
     effects.policy.extend((intent.rule_id, intent.tier, r) for r in delivery.reasons)
+    effects.policy.extend((d.rule_id, d.tier, PolicyReason.SUPERSEDED) for d in delivery.dropped)
     if delivery.notice is not None:
         effects.outputs.append(delivery.notice)
     return {**record, "policy": policy} if policy else record

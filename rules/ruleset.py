@@ -23,6 +23,7 @@ from rules.model import (
     DedupScope,
     KeyField,
     NoticeSpec,
+    OutcomeNoticeSpec,
     RuleSpec,
     Source,
     TaskSpec,
@@ -55,6 +56,8 @@ DERIVED: dict[Source, frozenset[str]] = {
     Source.NETWORK_QUALITY: frozenset({"cycle"}),
 }
 DETECTION_NAMES = frozenset({"rule_id", "tier", "key"})
+# What the texts tied to a task see besides the detection's facts.
+TASK_NAMES = frozenset({"task_id", "due_by", "outcome", "note", "escalation_level"})
 
 
 @dataclass(frozen=True)
@@ -230,6 +233,8 @@ class _Compiler:
             extra |= {"previous", "current", "changed"}
         self.condition_names = self.event_names | self.measure_names | extra
         facts = set(self.measure_names) | {"condition", "cycle"} | DETECTION_NAMES
+        if spec.key is not KeyField.CELL_ID:
+            facts |= {"subscriber_id"}
         if spec.baseline:
             facts |= {"baseline", "history_days"}
         if spec.change:
@@ -240,7 +245,7 @@ class _Compiler:
             facts |= {"window_start"} | (
                 {"window_end"} if spec.window.type == "tumbling" else set()
             )
-        self.fact_names = facts
+        self.fact_names = frozenset(facts)
 
     def expr(
         self, path: tuple[str | int, ...], text: str, known: frozenset[str]
@@ -254,9 +259,11 @@ class _Compiler:
             self.report(path, column, f"unknown name {name!r}; " + _suggest(name, known))
         return parsed
 
-    def template(self, path: tuple[str | int, ...], source: str) -> None:
+    def template(
+        self, path: tuple[str | int, ...], source: str, known: frozenset[str] | None = None
+    ) -> None:
         try:
-            check_template(source, self.fact_names)
+            check_template(source, set(known if known is not None else self.fact_names))
         except TemplateError as exc:
             self.report(path, None, exc.message)
 
@@ -275,6 +282,31 @@ class _Compiler:
                 continue
             for lang, source in (("en", text.en), ("zh-CN", text.zh_cn)):
                 self.template((*path, *name.split("."), lang), source)
+
+    def task_texts(self, path: tuple[str | int, ...], task: TaskSpec) -> None:
+        """The task's summary, and the texts of its escalation and outcomes,
+        which also see the task's `due_by`, `outcome` and `note`."""
+        self.template((*path, "summary"), task.summary)
+        known = self.fact_names | TASK_NAMES
+        notices: dict[tuple[str, ...], OutcomeNoticeSpec | None] = {}
+        if task.escalate is not None:
+            notices[("escalate", "notice")] = task.escalate.notice
+            if task.escalate.task is not None:
+                self.template(
+                    (*path, "escalate", "task", "summary"), task.escalate.task.summary, known
+                )
+        if task.outcomes is not None:
+            for status in ("done", "failed", "cancelled"):
+                notices[("outcomes", status)] = getattr(task.outcomes, status)
+        for where, notice in notices.items():
+            if notice is None:
+                continue
+            for name in ("title", "message", "message_simple"):
+                text = getattr(notice, name)
+                if text is None:
+                    continue
+                for lang, source in (("en", text.en), ("zh-CN", text.zh_cn)):
+                    self.template((*path, *where, name, lang), source, known)
 
 
 def _suggest(name: str, known: frozenset[str]) -> str:
@@ -341,7 +373,7 @@ def compile_rule(spec: RuleSpec, report: Report) -> Rule | None:
                     "audience 'home_cell' needs a rule keyed by cell_id",
                 )
         if t.task:
-            c.template(("tiers", i, "task", "summary"), t.task.summary)
+            c.task_texts(("tiers", i, "task"), t.task)
         if when:
             tiers.append(
                 Tier(

@@ -25,6 +25,14 @@ made fire (coverage).
         suppressed:                       # optional: reasons that must appear
           - {rule: data-usage, tier: 80pct, reason: duplicate}
 
+Two more inputs drive a task's life: `task_update:` is a work system's
+report on the open task of a rule's tier for a target (`follow_up: true`
+picks the task its escalation opened), and `tick: {}` lets time pass to
+`at:` without an event (as the live worker's clock does), so promises fall
+due. Coverage counts tiers that fired and, for every tier with a task, the
+lifecycle transitions its task can take (opened, escalated, closed by
+feedback or by clearing).
+
 The test file itself is read with the strict YAML reader and validated with
 `extra="forbid"` models, so a typo in a test is a located diagnostic too.
 """
@@ -46,12 +54,18 @@ from rules.engine import InputEvent
 from rules.loader import Locator, load_rule_set
 from rules.ruleset import RuleSet
 from rules.session import Session
+from rules.tasks import Transition
 from schemas import (
     BillingEvent,
     CustomerNotice,
     CustomerProfile,
+    FeedbackStatus,
     InterventionTask,
     NetworkQualityEvent,
+    TaskChange,
+    TaskStatus,
+    TaskTarget,
+    TaskUpdate,
     UsageEvent,
 )
 
@@ -101,7 +115,10 @@ class TaskExpectation(_Spec):
     rule: str
     tier: str
     target: str = Field(pattern=r"^(subscriber|cell|broadband_line):.+$")
-    status: Literal["open", "resolved"] = "open"
+    status: TaskStatus = TaskStatus.OPEN
+    change: TaskChange | None = None
+    escalation_level: int | None = None
+    follow_up: bool | None = None
     queue: str | None = None
     action: str | None = None
     priority: str | None = None
@@ -134,27 +151,47 @@ class SuppressionExpectation(_Spec):
     reason: str
 
 
+class TaskUpdateSpec(_Spec):
+    """A report on the open task of `rule`/`tier` for `target`."""
+
+    rule: str
+    tier: str
+    target: str = Field(pattern=r"^(subscriber|cell|broadband_line):.+$")
+    status: FeedbackStatus
+    follow_up: bool = False
+    outcome: str | None = None
+    note: str | None = None
+    reported_by: str = "rule-test"
+
+
+class TickSpec(_Spec):
+    """Time passes to `at:` with no event."""
+
+
+_INPUT_KINDS = ("usage", "billing", "network", "profile", "delete_profile", "task_update", "tick")
+
+
 class InputSpec(_Spec):
-    """One input: exactly one of usage/billing/network/profile/delete_profile."""
+    """One input: exactly one of usage/billing/network/profile/delete_profile/
+    task_update/tick."""
 
     usage: dict[str, Any] | None = None
     billing: dict[str, Any] | None = None
     network: dict[str, Any] | None = None
     profile: dict[str, Any] | None = None
     delete_profile: str | None = None
+    task_update: TaskUpdateSpec | None = None
+    tick: TickSpec | None = None
     at: Duration | None = None
 
     @model_validator(mode="after")
     def _one(self) -> InputSpec:
-        given = [
-            k
-            for k in ("usage", "billing", "network", "profile", "delete_profile")
-            if getattr(self, k) is not None
-        ]
+        given = [k for k in _INPUT_KINDS if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
-                "each input is exactly one of 'usage:', 'billing:', 'network:', "
-                f"'profile:' or 'delete_profile:' (got {', '.join(given) or 'none'})"
+                "each input is exactly one of "
+                + ", ".join(f"'{k}:'" for k in _INPUT_KINDS)
+                + f" (got {', '.join(given) or 'none'})"
             )
         return self
 
@@ -199,6 +236,9 @@ class TestRun:
     diagnostics: list[RuleDiagnostic] = field(default_factory=list)
     tiers: set[tuple[str, str]] = field(default_factory=set)  # every (rule, tier) loaded
     exercised: set[tuple[str, str]] = field(default_factory=set)
+    # (rule, transition) a loaded rule's tasks can take, and those a test made happen
+    transitions: set[tuple[str, str]] = field(default_factory=set)
+    transitioned: set[tuple[str, str]] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -207,6 +247,28 @@ class TestRun:
     @property
     def uncovered(self) -> list[tuple[str, str]]:
         return sorted(self.tiers - self.exercised)
+
+    @property
+    def uncovered_transitions(self) -> list[tuple[str, str]]:
+        return sorted(self.transitions - self.transitioned)
+
+
+def possible_transitions(rules: RuleSet) -> set[tuple[str, str]]:
+    """The lifecycle transitions each rule's tasks can take."""
+    out: set[tuple[str, str]] = set()
+    for rule in rules.rules:
+        for tier in rule.tiers:
+            task = tier.task
+            if task is None:
+                continue
+            out.add((rule.id, Transition.OPENED.value))
+            if task.due_in:
+                out.add((rule.id, Transition.ESCALATED.value))
+            if task.closing.value == "feedback":
+                out.add((rule.id, Transition.CLOSED_BY_FEEDBACK.value))
+            elif task.resolve:
+                out.add((rule.id, Transition.CLOSED_BY_CLEARING.value))
+    return out
 
 
 def run_test_files(files: list[Path]) -> TestRun:
@@ -242,16 +304,22 @@ def _run_file(file: Path, run: TestRun) -> None:
         return
     rules = loaded.rule_set
     run.tiers.update((r.id, t.name) for r in rules.rules for t in r.tiers)
+    run.transitions.update(possible_transitions(rules))
     for i, case in enumerate(spec.tests):
         line = doc.mark(("tests", i)).line
         events = _inputs(case, i, located)
         if events is None:
             continue
-        run.cases.append(_run_case(str(file), line, case, events, rules, run.exercised))
+        run.cases.append(_run_case(str(file), line, case, events, rules, run))
     run.diagnostics.extend(located.diagnostics)
 
 
-Input = tuple[Literal["event"], InputEvent] | tuple[Literal["profile"], str, CustomerProfile | None]
+Input = (
+    tuple[Literal["event"], InputEvent]
+    | tuple[Literal["profile"], str, CustomerProfile | None]
+    | tuple[Literal["update"], TaskUpdateSpec, datetime | None]
+    | tuple[Literal["tick"], datetime]
+)
 
 
 def _inputs(case: CaseSpec, index: int, located: Locator) -> list[Input] | None:
@@ -263,6 +331,25 @@ def _inputs(case: CaseSpec, index: int, located: Locator) -> list[Input] | None:
         where: tuple[str | int, ...] = ("tests", index, "events", j)
         if item.delete_profile is not None:
             out.append(("profile", item.delete_profile, None))
+            continue
+        when = (
+            case.start + timedelta(seconds=parse_duration(item.at) if item.at else 0.0)
+            if case.start is not None
+            else None
+        )
+        if item.task_update is not None:
+            out.append(("update", item.task_update, when))
+            continue
+        if item.tick is not None:
+            if when is None:
+                ok = False
+                located.add_at(
+                    located.doc.mark(where),
+                    (*where, "tick"),
+                    "a tick needs the case's 'start' and an 'at:'",
+                )
+                continue
+            out.append(("tick", when))
             continue
         kind = next(
             k for k in ("usage", "billing", "network", "profile") if getattr(item, k) is not None
@@ -297,19 +384,35 @@ def _run_case(
     case: CaseSpec,
     inputs: list[Input],
     rules: RuleSet,
-    exercised: set[tuple[str, str]],
+    run: TestRun,
 ) -> CaseResult:
     session = Session(rules, created_at=lambda e: e.event_time)
     outputs: list[CustomerNotice | InterventionTask] = []
     suppressed: set[tuple[str, str | None, str]] = set()
     result = CaseResult(file, line, case.name)
+    latest: datetime | None = None
     for item in inputs:
         if item[0] == "profile":
             session.put_profile(item[1], item[2])
             continue
-        step = session.process(item[1])
+        if item[0] == "tick":
+            session.at = item[1]
+            step = session.tick(item[1])
+        elif item[0] == "update":
+            update = _task_update(item[1], item[2] or latest, outputs)
+            if isinstance(update, str):
+                result.problems.append(update)
+                continue
+            session.at = update.at
+            step = session.task_update(update)
+            if step.rejected is not None:
+                result.problems.append(f"task update rejected: {step.rejected.value}")
+        else:
+            latest = item[1].event_time
+            step = session.process(item[1])
         outputs.extend(step.outputs)
-        exercised.update(step.fired)
+        run.exercised.update(step.fired)
+        run.transitioned.update((r, t.value) for r, t in step.transitions)
         suppressed.update((d.rule_id, d.tier, d.reason.value) for d in step.decisions)
         suppressed.update((r, t, reason.value) for r, t, reason in step.policy)
         result.problems.extend(f"rule {r} failed: {m}" for r, m in step.failures)
@@ -325,6 +428,38 @@ def _run_case(
                 f"suppressions seen: {', '.join(seen)}"
             )
     return result
+
+
+def _task_update(
+    spec: TaskUpdateSpec, at: datetime | None, outputs: list[CustomerNotice | InterventionTask]
+) -> TaskUpdate | str:
+    """The update for the task `spec` names, found among the outputs so far."""
+    kind, target = spec.target.split(":", 1)
+    task = next(
+        (
+            o
+            for o in reversed(outputs)
+            if isinstance(o, InterventionTask)
+            and o.rule_id == spec.rule
+            and o.tier == spec.tier
+            and f"{o.target.type.value}:{o.target.id}" == spec.target
+            and (o.parent_task_id is not None) == spec.follow_up
+        ),
+        None,
+    )
+    if task is None:
+        return f"task_update: no task {spec.rule}/{spec.tier} for {spec.target} was sent before it"
+    if at is None:
+        return "task_update: needs an 'at:' (or an event before it)"
+    return TaskUpdate(
+        task_id=task.task_id,
+        status=spec.status,
+        at=at,
+        target=TaskTarget.model_validate({"type": kind, "id": target}),
+        outcome=spec.outcome,
+        note=spec.note,
+        reported_by=spec.reported_by,
+    )
 
 
 def _compare(
@@ -400,7 +535,13 @@ def _notice_differences(w: NoticeExpectation, n: CustomerNotice) -> list[str]:
 def _task_differences(w: TaskExpectation, t: InterventionTask) -> list[str]:
     diffs = _check("rule", w.rule, t.rule_id) + _check("tier", w.tier, t.tier)
     diffs += _check("target", w.target, f"{t.target.type.value}:{t.target.id}")
-    diffs += _check("status", w.status, t.status.value)
+    diffs += _check("status", w.status.value, t.status.value)
+    if w.change is not None:
+        diffs += _check("change", w.change.value, t.change.value)
+    if w.escalation_level is not None:
+        diffs += _check("escalation_level", w.escalation_level, t.escalation_level)
+    if w.follow_up is not None:
+        diffs += _check("follow_up", w.follow_up, t.parent_task_id is not None)
     for name in ("queue", "action", "priority"):
         want = getattr(w, name)
         if want is not None:
@@ -445,7 +586,8 @@ def describe(output: CustomerNotice | InterventionTask) -> str:
         )
     return (
         f"task {output.rule_id}/{output.tier} -> {output.target.type.value}:{output.target.id} "
-        f"({output.status.value}, {output.queue.value}, {output.action.value}, "
+        f"({output.change.value}, {output.status.value}, level {output.escalation_level}, "
+        f"{'follow-up, ' if output.parent_task_id else ''}{output.queue.value}, {output.action.value}, "
         f"{output.priority.value}, due_by={_instant_text(output.due_by)}): {output.summary!r}"
     )
 

@@ -1,19 +1,27 @@
 """An in-memory run over a sequence of inputs, as `forewarn replay` and
 `forewarn rules test` need it: the same per-key records and steps the worker
-uses (`rules.records`), kept as encoded bytes in dicts instead of Faust
-tables, with intents for other subscribers and cell-membership changes
-applied at once instead of crossing an internal topic.
+uses (`rules.records`), kept as encoded bytes in dicts instead of the
+worker's state store, with intents for other subscribers and
+cell-membership changes applied at once instead of crossing an internal topic.
 
 Records are stored encoded, exactly as the worker's tables store them, so a
 replay also proves the state survives serialization, and memory per key is
 a few hundred bytes.
+
+The clock is the worker's: each key space (subscribers; cells and lines)
+has one stream time per partition, the latest event time of its input
+events. Before an event is evaluated, its partition's clock moves to its
+time and every key of that partition with something due by then (a task's
+promise, a held notice) is handled first, in order of due time. The caller
+gives the partitioning (`partition_of`); one partition is the default.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from rules.engine import Decision, InputEvent, key_of
 from rules.policy import PolicyReason
@@ -21,18 +29,25 @@ from rules.records import (
     Effects,
     Output,
     Record,
+    apply_clock,
     apply_event,
     apply_intent,
     apply_membership,
     apply_profile,
+    apply_task_update,
     decode_members,
     decode_record,
+    due_of,
     encode_members,
     encode_record,
     is_subscriber_event,
 )
 from rules.ruleset import RuleSet
-from schemas import CustomerProfile
+from rules.tasks import FeedbackReason, Transition
+from schemas import CustomerProfile, NoticeIntent, TargetType, TaskUpdate
+
+SUBSCRIBERS = "subscribers"
+NETWORK = "network"
 
 
 @dataclass
@@ -44,6 +59,8 @@ class Step:
     policy: list[tuple[str, str, PolicyReason]] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
     fired: list[tuple[str, str]] = field(default_factory=list)
+    transitions: list[tuple[str, Transition]] = field(default_factory=list)
+    rejected: FeedbackReason | None = None
 
     def add(self, effects: Effects) -> None:
         self.outputs.extend(effects.outputs)
@@ -51,6 +68,41 @@ class Step:
         self.policy.extend(effects.policy)
         self.failures.extend(effects.failures)
         self.fired.extend(effects.fired)
+        self.transitions.extend(effects.transitions)
+        self.rejected = self.rejected or effects.rejected
+
+
+class Agenda:
+    """Keys with something due, per partition, earliest first (a heap with
+    stale entries skipped), and each partition's stream time."""
+
+    def __init__(self) -> None:
+        self.clock: dict[int, float] = {}
+        self.heaps: dict[int, list[tuple[float, str]]] = {}
+        self.due: dict[str, float] = {}
+
+    def note(self, partition: int, key: str, due: float | None) -> None:
+        if due is None:
+            self.due.pop(key, None)
+            return
+        if self.due.get(key) != due:
+            self.due[key] = due
+            heapq.heappush(self.heaps.setdefault(partition, []), (due, key))
+
+    def advance(self, partition: int, t: float) -> float:
+        now = max(self.clock.get(partition, t), t)
+        self.clock[partition] = now
+        return now
+
+    def pop_due(self, partition: int, now: float) -> list[str]:
+        heap = self.heaps.get(partition, [])
+        keys: list[str] = []
+        while heap and heap[0][0] <= now:
+            due, key = heapq.heappop(heap)
+            if self.due.get(key) == due:
+                del self.due[key]
+                keys.append(key)
+        return keys
 
 
 class Store:
@@ -68,13 +120,19 @@ class Store:
 
 class Session:
     def __init__(
-        self, rules: RuleSet, created_at: Callable[[InputEvent], datetime | None] = lambda e: None
+        self,
+        rules: RuleSet,
+        created_at: Callable[[InputEvent], datetime | None] = lambda e: None,
+        partition_of: Callable[[str], int] = lambda key: 0,
     ) -> None:
         self.rules = rules
         self.created_at = created_at
+        self.partition_of = partition_of
         self.subscribers = Store()
         self.network = Store()
         self.members: dict[str, bytes] = {}
+        self.agendas = {SUBSCRIBERS: Agenda(), NETWORK: Agenda()}
+        self.at: datetime | None = None  # created_at of the current step
 
     def put_profile(self, subscriber_id: str, profile: CustomerProfile | None) -> None:
         record, effects = apply_profile(self.subscribers.get(subscriber_id), subscriber_id, profile)
@@ -85,24 +143,94 @@ class Session:
 
     def process(self, event: InputEvent) -> Step:
         key = key_of(event)
-        store = self.subscribers if is_subscriber_event(event) else self.network
-        created = self.created_at(event)
+        space = SUBSCRIBERS if is_subscriber_event(event) else NETWORK
+        step = Step()
+        self.at = self.created_at(event)
+        self._advance(space, self.partition_of(key), event.event_time.timestamp(), step)
+        store = self._store(space)
         record, effects = apply_event(
             store.get(key),
             event,
             self.rules,
-            created_at=created,
-            members=lambda: tuple(decode_members(self.members.get(key))),
+            created_at=self.at,
+            members=self._members(key),
         )
-        store.put(key, record)
+        self._put(space, key, record)
+        self._take(effects, step)
+        return step
+
+    def task_update(self, update: TaskUpdate) -> Step:
+        """A work system's report, routed to the key space of its target."""
+        key = update.target.id
+        space = SUBSCRIBERS if update.target.type is TargetType.SUBSCRIBER else NETWORK
         step = Step()
+        record, effects = apply_task_update(
+            self._store(space).get(key),
+            key,
+            space == SUBSCRIBERS,
+            update,
+            self.rules,
+            created_at=self.at,
+            members=self._members(key),
+        )
+        if effects.rejected is None:
+            self._put(space, key, record)
+        self._take(effects, step)
+        return step
+
+    def tick(self, now: datetime) -> Step:
+        """Time passes without an event (as a live worker's clock would say):
+        every partition's clock moves to `now` and what is due is handled."""
+        step = Step()
+        t = now.timestamp()
+        for space, agenda in self.agendas.items():
+            for partition in sorted(set(agenda.heaps) | set(agenda.clock)):
+                self._advance(space, partition, t, step)
+        return step
+
+    def _advance(self, space: str, partition: int, t: float, step: Step) -> None:
+        agenda = self.agendas[space]
+        now = agenda.advance(partition, t)
+        due = agenda.pop_due(partition, now)
+        if not due:
+            return
+        clock = datetime.fromtimestamp(now, UTC)
+        for key in due:
+            record, effects = apply_clock(
+                self._store(space).get(key),
+                key,
+                space == SUBSCRIBERS,
+                clock,
+                self.rules,
+                created_at=self.at,
+                members=self._members(key),
+            )
+            self._put(space, key, record)
+            self._take(effects, step)
+
+    def _take(self, effects: Effects, step: Step) -> None:
         step.add(effects)
         for intent in effects.intents:
-            assert intent.subscriber_id is not None
-            sub = intent.subscriber_id
-            new, delivered = apply_intent(
-                self.subscribers.get(sub), sub, intent, self.rules, created_at=created
-            )
-            self.subscribers.put(sub, new)
-            step.add(delivered)
-        return step
+            self._intent(intent, step)
+
+    def _intent(self, intent: NoticeIntent, step: Step) -> None:
+        """A notice for a subscriber from another key; its detection's time
+        moves the subscriber's partition clock, as any event's does."""
+        assert intent.subscriber_id is not None
+        sub = intent.subscriber_id
+        self._advance(SUBSCRIBERS, self.partition_of(sub), intent.event_time.timestamp(), step)
+        new, delivered = apply_intent(
+            self.subscribers.get(sub), sub, intent, self.rules, created_at=self.at
+        )
+        self._put(SUBSCRIBERS, sub, new)
+        step.add(delivered)
+
+    def _store(self, space: str) -> Store:
+        return self.subscribers if space == SUBSCRIBERS else self.network
+
+    def _put(self, space: str, key: str, record: Record) -> None:
+        self._store(space).put(key, record)
+        self.agendas[space].note(self.partition_of(key), key, due_of(record))
+
+    def _members(self, key: str) -> Callable[[], tuple[str, ...]]:
+        return lambda: tuple(decode_members(self.members.get(key)))

@@ -12,15 +12,22 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
+def _missing(filter_name: str) -> ValueError:
+    return ValueError(
+        f"'{filter_name}' got no value; a value that can be missing needs its own wording, "
+        "e.g. {% if baseline is not none %}...{% else %}...{% endif %}"
+    )
+
+
 def _pct(value: Any, digits: int = 0) -> str:
     if value is None:
-        return "?"
+        raise _missing("pct")
     return f"{float(value) * 100:.{digits}f}%"
 
 
 def _num(value: Any, digits: int = 2) -> str:
     if value is None:
-        return "?"
+        raise _missing("num")
     text = f"{float(value):,.{digits}f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
 

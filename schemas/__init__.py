@@ -1,6 +1,7 @@
 """The contract: pydantic models of everything that crosses Kafka.
 
-Inputs (`UsageEvent`, `BillingEvent`, `NetworkQualityEvent`, `CustomerProfile`)
+Inputs (`UsageEvent`, `BillingEvent`, `NetworkQualityEvent`, `CustomerProfile`,
+`TaskUpdate`)
 ignore unknown fields so producers can add fields without breaking us; outputs
 (`CustomerNotice`, `InterventionTask`, `DeadLetter`) are frozen and strict.
 This package imports nothing else of Forewarn's.
@@ -16,9 +17,11 @@ from schemas.events import (
     Service,
     UsageEvent,
 )
-from schemas.intents import CellMembership, NoticeIntent
+from schemas.feedback import FeedbackStatus, TaskUpdate
+from schemas.intents import CellMembership, NoticeIntent, NoticePart
 from schemas.outputs import (
     SCHEMA_VERSION,
+    ClosesOn,
     CustomerNotice,
     InterventionTask,
     Priority,
@@ -26,6 +29,7 @@ from schemas.outputs import (
     Severity,
     TargetType,
     TaskAction,
+    TaskChange,
     TaskStatus,
     TaskTarget,
 )
@@ -44,16 +48,19 @@ __all__ = [
     "BillingEvent",
     "CellMembership",
     "Channel",
+    "ClosesOn",
     "ChargeType",
     "CustomerNotice",
     "CustomerProfile",
     "DeadLetter",
+    "FeedbackStatus",
     "InputEvent",
     "InterventionTask",
     "Language",
     "NetworkQualityEvent",
     "NetworkScope",
     "NoticeIntent",
+    "NoticePart",
     "PayloadEncoding",
     "Plan",
     "Priority",
@@ -64,8 +71,10 @@ __all__ = [
     "Severity",
     "TargetType",
     "TaskAction",
+    "TaskChange",
     "TaskStatus",
     "TaskTarget",
+    "TaskUpdate",
     "UsageEvent",
     "default_profile",
 ]

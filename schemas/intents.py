@@ -11,11 +11,25 @@ one intent, or a JSON array of the intents for subscribers of one partition
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from schemas.outputs import Severity
+
+
+class NoticePart(StrEnum):
+    """Which of a tier's notices: the opening one (a detection), its
+    resolution (the condition cleared), or one tied to its task: the
+    promise was missed (`escalated`) or the work system reported an outcome."""
+
+    OPENING = "opening"
+    RESOLVED = "resolved"
+    ESCALATED = "escalated"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class NoticeIntent(BaseModel):
@@ -29,7 +43,8 @@ class NoticeIntent(BaseModel):
     tier: str
     severity: Severity
     category: str
-    resolved: bool = False
+    part: NoticePart = NoticePart.OPENING
+    opening_id: str | None = None  # the opening detection this notice follows up
     facts: dict[str, Any]
     event_time: AwareDatetime
     source_event_ids: tuple[str, ...]

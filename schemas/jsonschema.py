@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from schemas.deadletter import DeadLetter
 from schemas.events import BillingEvent, NetworkQualityEvent, UsageEvent
+from schemas.feedback import TaskUpdate
 from schemas.intents import CellMembership, NoticeIntent
 from schemas.outputs import CustomerNotice, InterventionTask
 from schemas.profile import CustomerProfile
@@ -29,6 +30,7 @@ CONTRACT: dict[str, tuple[type[BaseModel], str]] = {
     "billing-event": (BillingEvent, "validation"),
     "network-quality-event": (NetworkQualityEvent, "validation"),
     "customer-profile": (CustomerProfile, "validation"),
+    "task-update": (TaskUpdate, "validation"),
     "customer-notice": (CustomerNotice, "serialization"),
     "intervention-task": (InterventionTask, "serialization"),
     "dead-letter": (DeadLetter, "serialization"),

@@ -42,8 +42,38 @@ _SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.MAJOR: 2, Seve
 
 
 class TaskStatus(StrEnum):
+    """A task's status as the work system last reported it (`open` until it
+    reports), or `resolved` for a task that closes when its condition clears.
+    `done`, `cancelled` and `resolved` close a task; `failed` keeps it open
+    and escalates it."""
+
     OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
     RESOLVED = "resolved"
+
+    @property
+    def closed(self) -> bool:
+        return self in (TaskStatus.DONE, TaskStatus.CANCELLED, TaskStatus.RESOLVED)
+
+
+class TaskChange(StrEnum):
+    """Why this output was sent: every output of a task is one change of it."""
+
+    OPENED = "opened"
+    FEEDBACK = "feedback"  # the work system reported a status
+    ESCALATED = "escalated"  # not done by `due_by`, or reported failed
+    CONDITION_CLEARED = "condition_cleared"  # the metric is back; the task stays open
+    CONDITION_RETURNED = "condition_returned"  # it went bad again before the work was done
+    CLOSED_BY_CLEARING = "closed_by_clearing"  # a task that closes when its condition clears
+
+
+class ClosesOn(StrEnum):
+    FEEDBACK = "feedback"
+    CLEARING = "clearing"
 
 
 class Queue(StrEnum):
@@ -122,19 +152,33 @@ class InterventionTask(_Output):
     `queue` ~ the assigned channel/team, `priority` ~ priority, `status`
     open/resolved ~ status acknowledged/resolved, `due_by` ~
     expectedResolutionDate, `target` ~ relatedEntity, `summary` ~ description.
-    A `resolved` update shares the `task_id` of the task it closes."""
+    Every output of one task shares its `task_id`; `revision` counts its
+    changes (1 = opened), so a consumer keeps the highest revision and
+    de-duplicates redeliveries on `update_id`."""
 
     task_id: str
+    update_id: str = Field(description="Deterministic id of this change of the task.")
+    revision: int = Field(ge=1, description="1 when opened, +1 per change.")
+    change: TaskChange
     correlation_id: str
     rule_id: str
     tier: str
     status: TaskStatus
+    closes_on: ClosesOn = Field(
+        description="`feedback`: only a `done`/`cancelled` report closes it; "
+        "`clearing`: it closes when its condition clears."
+    )
+    escalation_level: int = Field(default=0, ge=0)
+    parent_task_id: str | None = Field(
+        default=None, description="The task whose missed promise opened this one."
+    )
     queue: Queue
     action: TaskAction
     priority: Priority
     target: TaskTarget
     due_by: AwareDatetime | None
     summary: str
+    note: str | None = Field(default=None, description="Why this change, in words.")
     facts: Facts
     event_time: AwareDatetime
     created_at: AwareDatetime

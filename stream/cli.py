@@ -105,13 +105,17 @@ def cmd_rules_test(settings: Settings, args: argparse.Namespace) -> int:
             print(f"  {problem}")
     failed = sum(not c.ok for c in run.cases)
     covered = len(run.tiers) - len(run.uncovered)
+    lifecycle = len(run.transitions) - len(run.uncovered_transitions)
     print(
         f"{len(run.cases) - failed} passed, {failed} failed in {len(files)} file(s); "
-        f"tier coverage {covered}/{len(run.tiers)}"
+        f"tier coverage {covered}/{len(run.tiers)}; "
+        f"task lifecycle coverage {lifecycle}/{len(run.transitions)}"
     )
     for rule_id, tier in run.uncovered:
         print(f"  not exercised by any test: {rule_id}/{tier}")
-    if not run.ok or (args.require_coverage and run.uncovered):
+    for rule_id, transition in run.uncovered_transitions:
+        print(f"  task transition not exercised by any test: {rule_id} {transition}")
+    if not run.ok or (args.require_coverage and (run.uncovered or run.uncovered_transitions)):
         return 1
     return 0
 
@@ -229,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("paths", nargs="*", help="test files or directories (default: <rules>/tests)")
     test.add_argument("-v", "--verbose", action="store_true", help="list passing tests too")
     test.add_argument(
-        "--require-coverage", action="store_true", help="fail when a rule tier is not exercised"
+        "--require-coverage", action="store_true", help="fail when a rule tier or a task transition is not exercised"
     )
     test.set_defaults(func=cmd_rules_test)
 

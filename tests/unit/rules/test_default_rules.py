@@ -122,7 +122,7 @@ def run(session: Session, events: list[Any]) -> list[tuple[str, str, str]]:
                 out.append(("notice", f"{o.rule_id}/{o.tier}", o.subscriber_id))
             else:
                 assert isinstance(o, InterventionTask)
-                out.append(("task", f"{o.rule_id}/{o.tier}", o.status.value))
+                out.append(("task", f"{o.rule_id}/{o.tier}", f"{o.change.value}:{o.status.value}"))
     return out
 
 
@@ -193,7 +193,7 @@ def test_prepaid_balance_rearms_only_after_recovery_to_30(session: Session) -> N
 
 def test_abnormal_charges_extreme_fires_alone_with_a_fraud_task(session: Session) -> None:
     got = run(session, [bill(1, 1200)])
-    assert ("task", "abnormal-charges/extreme", "open") in got
+    assert ("task", "abnormal-charges/extreme", "opened:open") in got
     assert not [g for g in got if g[1] in ("abnormal-charges/high", "abnormal-charges/unusual")]
 
 
@@ -221,7 +221,9 @@ def test_roaming_welcome_once_per_country_per_day(session: Session) -> None:
     ]
 
 
-def test_red_cell_tells_home_subscribers_and_clears_with_resolved_outputs(session: Session) -> None:
+def test_red_cell_tells_home_subscribers_and_clears_without_closing_the_repair(
+    session: Session,
+) -> None:
     session.put_profile("a", profile("a", home_cell_id="c1"))
     session.put_profile("b", profile("b", home_cell_id="c1"))
     session.put_profile("z", profile("z", home_cell_id="c9"))
@@ -229,26 +231,29 @@ def test_red_cell_tells_home_subscribers_and_clears_with_resolved_outputs(sessio
     events = [cell(i, 5 * i, loss) for i, loss in enumerate(losses)]
     got = run(session, events)
     assert got == [
-        ("task", "cell-degradation/red", "open"),
+        ("task", "cell-degradation/red", "opened:open"),
         ("notice", "cell-degradation/red", "a"),
         ("notice", "cell-degradation/red", "b"),
-        ("task", "cell-degradation/red", "resolved"),
+        ("task", "cell-degradation/red", "condition_cleared:open"),
         ("notice", "cell-degradation/red:resolved", "a"),
         ("notice", "cell-degradation/red:resolved", "b"),
     ]
 
 
-def test_broadband_slow_after_three_then_persistent_after_a_day(session: Session) -> None:
-    slow = [line(i, i, 20) for i in range(3)] + [line(10, 25, 20)]
+def test_broadband_repair_comes_before_any_compensation(session: Session) -> None:
+    """Readings hours apart: the repair is dispatched at the third; the
+    compensation only follows its missed promise, never replaces it."""
+    slow = [line(i, 3 * i, 20) for i in range(3)] + [line(10, 25, 20)]
     got = run(session, slow)
     assert got == [
-        ("task", "broadband-slow/slow", "open"),
+        ("task", "broadband-slow/slow", "opened:open"),
         ("notice", "broadband-slow/slow", "s1"),
-        ("task", "broadband-slow/persistent", "open"),
-        ("notice", "broadband-slow/persistent", "s1"),
+        ("task", "broadband-slow/slow", "escalated:open"),
+        ("task", "broadband-slow/slow", "opened:open"),  # the compensation
+        ("notice", "broadband-slow/slow:escalated", "s1"),
     ]
     cleared = run(session, [line(11, 26, 90), line(12, 27, 90)])
-    assert ("task", "broadband-slow/slow", "resolved") in cleared
+    assert ("task", "broadband-slow/slow", "condition_cleared:open") in cleared
 
 
 def test_engine_is_pure_and_ids_are_deterministic() -> None:

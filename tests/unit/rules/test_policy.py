@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from rules.loader import load_rule_set
-from rules.policy import PolicyReason, deliver
+from rules.policy import PolicyReason, deliver, release
 from schemas import CustomerProfile, NoticeIntent, Severity
 from stream.settings import DEFAULT_RULES_DIR
 
@@ -60,9 +60,9 @@ def prof(**kw: Any) -> CustomerProfile:
             prof(timezone="Europe/London", quiet_hours={"start": "22:00", "end": "08:00"}),
             intent(7),
             "sms",
-            None,
-            (),
-        ),  # 07:00 CST is 23:00 London: deferred to 08:00 London
+            datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc),
+            (PolicyReason.QUIET_HOURS_DEFERRED,),
+        ),  # 07:00 CST is 23:00 London: held until 08:00 London
     ],
 )
 def test_channel_and_quiet_hours(
@@ -72,15 +72,54 @@ def test_channel_and_quiet_hours(
     deliver_after: datetime | None,
     reasons: tuple[str, ...],
 ) -> None:
-    _, d = deliver(None, profile, notice, RULES)
-    assert d.notice is not None
-    assert d.notice.channel == channel
-    if profile.timezone == "Europe/London":
-        assert d.notice.deliver_after is not None
-        assert d.notice.deliver_after.isoformat() == "2026-11-20T08:00:00+00:00"
-        return
-    assert d.notice.deliver_after == deliver_after
+    state, d = deliver(None, profile, notice, RULES)
     assert d.reasons == reasons
+    sent = d.notice
+    if deliver_after is not None:  # held in the state, released when quiet hours end
+        assert sent is None
+        early = deliver_after - timedelta(minutes=1)
+        assert release(state, profile, early, RULES)[1] == []
+        state, released = release(state, profile, deliver_after, RULES)
+        assert len(released) == 1 and "held" not in state
+        sent = released[0]
+    assert sent is not None
+    assert sent.channel == channel
+    assert sent.deliver_after == deliver_after
+
+
+def outage(hour: int, det: str, **kw: Any) -> NoticeIntent:
+    """The red-cell notice (it has a resolution text) for s1."""
+    return NoticeIntent.model_validate(
+        {
+            **intent(hour, det=det).model_dump(),
+            "rule_id": "cell-degradation",
+            "tier": "red",
+            "category": "network",
+            "severity": "major",
+            **kw,
+        }
+    )
+
+
+def test_a_held_notice_resolved_before_quiet_hours_end_is_dropped_with_its_resolution() -> None:
+    opening = outage(23, "d9")
+    state, held = deliver(None, prof(), opening, RULES)
+    assert held.reasons == (PolicyReason.QUIET_HOURS_DEFERRED,)
+    resolution = outage(23, "r9", part="resolved", opening_id="d9")
+    state, dropped = deliver(state, prof(), resolution, RULES)
+    assert dropped.notice is None and dropped.reasons == (PolicyReason.SUPERSEDED,)
+    assert [d.detection_id for d in dropped.dropped] == ["d9"]
+    assert release(state, prof(), datetime(2026, 11, 21, 9, 0, tzinfo=CST), RULES)[1] == []
+
+
+def test_a_resolution_goes_only_to_subscribers_told_of_the_opening() -> None:
+    resolution = outage(12, "r1", part="resolved", opening_id="d1")
+    _, d = deliver(None, prof(), resolution, RULES)
+    assert d.notice is None and d.reasons == (PolicyReason.NOT_NOTIFIED,)
+    told, opened = deliver(None, prof(), outage(11, "d1"), RULES)
+    _, resolved = deliver(told, prof(), resolution, RULES)
+    assert opened.notice is not None and resolved.notice is not None
+    assert resolved.notice.tier == "red:resolved" and resolved.notice.severity == "info"
 
 
 def test_elderly_get_simple_wording_and_language_follows_profile() -> None:

@@ -23,12 +23,14 @@ def test_default_ruleset_tests_pass_and_cover_every_tier() -> None:
     assert [c.problems for c in run.cases if not c.ok] == []
     assert len(run.cases) >= 20
     assert run.uncovered == []
-    assert len(run.tiers) == 14
+    assert len(run.tiers) == 13
+    assert run.uncovered_transitions == []
+    assert len(run.transitions) == 13
 
 
 def test_cli_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "test", "--require-coverage"]) == 0
-    assert "tier coverage 14/14" in capsys.readouterr().out
+    assert "tier coverage 13/13; task lifecycle coverage 13/13" in capsys.readouterr().out
     assert main(["rules", "test", str(DATA / "failing.test.yaml")]) == 1
 
 
@@ -66,7 +68,7 @@ def test_broken_test_file_gets_located_diagnostics() -> None:
     text = [str(d) for d in run.diagnostics]
     file = str(DATA / "broken.test.yaml")
     assert (
-        f"{file}:7:9: tests[0].events[1]: each input is exactly one of 'usage:', 'billing:', 'network:', 'profile:' or 'delete_profile:' (got usage, billing)"
+        f"{file}:7:9: tests[0].events[1]: each input is exactly one of 'usage:', 'billing:', 'network:', 'profile:', 'delete_profile:', 'task_update:', 'tick:' (got usage, billing)"
         in text
     )
     assert any(

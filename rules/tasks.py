@@ -1,0 +1,482 @@
+"""The life of an intervention task, kept in its key's state: opened by a
+detection, worked (feedback from `task-updates`), escalated when its promise
+(`due_by`) is missed or the work failed, told about its condition clearing,
+and closed, by feedback (`done`/`cancelled`) or, for tasks that close on
+clearing, by the condition clearing. Pure: every function takes the key's
+task table (`{task_id: entry}`) and returns what to send; time comes from
+the caller (an event's time, a feedback's `at`, or the partition clock).
+
+An entry holds what every later output of the task needs, so an update can
+be written even after the rule was edited or removed:
+
+    {"rule", "tier", "det", "follow": 0|1, "parent", "status", "rev", "level",
+     "due": epoch|None, "closes", "queue", "priority", "action", "summary",
+     "facts", "target": [type, id], "sub": subscriber|None, "cell": cell|None,
+     "opened": iso, "sources", "version", "cleared": bool}
+
+Every output of a task has the same `task_id`, a `revision` one higher than
+the last, and an `update_id` derived from both: a replay that repeats a
+step repeats its ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from rules.durations import parse_duration
+from rules.identity import stable_id, task_id
+from rules.model import EscalationSpec, FollowUpTaskSpec, TaskSpec
+from rules.ruleset import RuleSet, Tier
+from rules.templates import Renderer
+from schemas import (
+    ClosesOn,
+    FeedbackStatus,
+    InterventionTask,
+    NoticeIntent,
+    NoticePart,
+    Priority,
+    Queue,
+    Severity,
+    TargetType,
+    TaskAction,
+    TaskChange,
+    TaskStatus,
+    TaskTarget,
+    TaskUpdate,
+)
+
+RECENTLY_CLOSED = 32  # closed task ids remembered, so late feedback is not "unknown"
+
+
+@dataclass
+class Book:
+    """A key's tasks: the open ones by id, and the ids of the last closed."""
+
+    open: dict[str, dict[str, Any]] = field(default_factory=dict)
+    closed: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, state: Mapping[str, Any]) -> Book:
+        return cls(dict(state.get("tasks", {})), list(state.get("closed", [])))
+
+    def store(self, state: dict[str, Any]) -> None:
+        for name, value in (("tasks", self.open), ("closed", self.closed)):
+            if value:
+                state[name] = value
+            else:
+                state.pop(name, None)
+
+
+class Transition(StrEnum):
+    """What happened to a task; values are metric label values and what
+    `forewarn rules test` counts as lifecycle coverage."""
+
+    OPENED = "opened"
+    ESCALATED = "escalated"
+    FEEDBACK = "feedback"
+    CONDITION_CLEARED = "condition_cleared"
+    CONDITION_RETURNED = "condition_returned"
+    CLOSED_BY_FEEDBACK = "closed_by_feedback"
+    CLOSED_BY_CLEARING = "closed_by_clearing"
+
+
+class FeedbackReason(StrEnum):
+    """Why a feedback record changed nothing; metric label values."""
+
+    UNKNOWN_TASK = "unknown_task"  # never known here: a dead letter
+    TASK_CLOSED = "task_closed"  # already closed: redelivered or late
+    NO_CHANGE = "no_change"  # the same status again
+
+
+@dataclass
+class TaskEffects:
+    tasks: list[InterventionTask] = field(default_factory=list)
+    intents: list[NoticeIntent] = field(default_factory=list)
+    transitions: list[tuple[str, Transition]] = field(default_factory=list)  # (rule id, what)
+    rejected: FeedbackReason | None = None
+
+
+@dataclass(frozen=True)
+class Opening:
+    """A detection that opens a task (from `rules.engine`)."""
+
+    rule_id: str
+    rule_version: str
+    tier: Tier
+    detection: str
+    key: str
+    target: TargetType
+    subscriber: str | None  # whom task notices go to, or None with `cell`
+    cell: str | None
+    severity: Severity
+    category: str
+    facts: Mapping[str, Any]
+    summary: str
+    at: datetime
+    sources: tuple[str, ...]
+
+
+_PRIORITY_UP = {Priority.P4: Priority.P3, Priority.P3: Priority.P2, Priority.P2: Priority.P1}
+
+
+def _epoch(value: datetime) -> float:
+    return value.timestamp()
+
+
+def _time(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def next_due(tasks: Mapping[str, Mapping[str, Any]]) -> float | None:
+    """The earliest promise still to be checked: open tasks not escalated yet."""
+    dues = [e["due"] for e in tasks.values() if e.get("due") is not None and not e["level"]]
+    return min(dues) if dues else None
+
+
+def open_task(book: Book, opening: Opening, created_at: datetime, out: TaskEffects) -> None:
+    """Open the tier's task, or, when the same rule and tier already has one
+    open for this key (the condition came back before the work was done),
+    tell that task instead of opening a second one."""
+    tasks = book.open
+    spec = opening.tier.task
+    assert spec is not None
+    for tid, entry in tasks.items():
+        if (
+            entry["rule"] == opening.rule_id
+            and entry["tier"] == opening.tier.name
+            and not entry["follow"]
+        ):
+            if entry.get("cleared"):
+                back = tasks[tid] = {**entry, "cleared": False}
+                _emit(
+                    tid,
+                    back,
+                    book,
+                    TaskChange.CONDITION_RETURNED,
+                    opening.at,
+                    created_at,
+                    out,
+                    note="the condition is back; the task stays open",
+                )
+                out.transitions.append((opening.rule_id, Transition.CONDITION_RETURNED))
+            return
+    tid = task_id(opening.detection)
+    due = _epoch(opening.at) + opening.tier.due_in_s if opening.tier.due_in_s else None
+    tasks[tid] = {
+        "rule": opening.rule_id,
+        "tier": opening.tier.name,
+        "det": opening.detection,
+        "follow": 0,
+        "parent": None,
+        "status": TaskStatus.OPEN.value,
+        "rev": 0,
+        "level": 0,
+        "due": due,
+        "closes": spec.closing.value,
+        "queue": spec.queue.value,
+        "priority": spec.priority.value,
+        "action": spec.action.value,
+        "summary": opening.summary,
+        "facts": dict(opening.facts),
+        "target": [opening.target.value, opening.key],
+        "sub": opening.subscriber,
+        "cell": opening.cell,
+        "sev": opening.severity.value,
+        "cat": opening.category,
+        "opened": opening.at.isoformat(),
+        "sources": list(opening.sources),
+        "version": opening.rule_version,
+        "cleared": False,
+    }
+    _emit(tid, tasks[tid], book, TaskChange.OPENED, opening.at, created_at, out)
+    out.transitions.append((opening.rule_id, Transition.OPENED))
+
+
+def condition_cleared(
+    book: Book, detection: str, at: datetime, created_at: datetime, out: TaskEffects
+) -> None:
+    """The detection's condition cleared: a task that closes on clearing is
+    resolved; one that closes on feedback is told and stays open."""
+    tasks = book.open
+    tid = task_id(detection)
+    entry = tasks.get(tid)
+    if entry is None or entry.get("cleared"):
+        return
+    if entry["closes"] == ClosesOn.CLEARING.value:
+        entry = {**entry, "status": TaskStatus.RESOLVED.value}
+        _emit(tid, entry, book, TaskChange.CLOSED_BY_CLEARING, at, created_at, out)
+        _close(book, tid)
+        out.transitions.append((entry["rule"], Transition.CLOSED_BY_CLEARING))
+        return
+    tasks[tid] = {**entry, "cleared": True}
+    _emit(
+        tid,
+        tasks[tid],
+        book,
+        TaskChange.CONDITION_CLEARED,
+        at,
+        created_at,
+        out,
+        note="the condition has cleared; close the task when the work is done",
+    )
+    out.transitions.append((entry["rule"], Transition.CONDITION_CLEARED))
+
+
+def close_silently(book: Book, detection: str) -> None:
+    """A clearing task whose rule says not to report the clearing."""
+    tasks = book.open
+    tid = task_id(detection)
+    entry = tasks.get(tid)
+    if entry is not None and entry["closes"] == ClosesOn.CLEARING.value:
+        _close(book, tid)
+
+
+def feedback(
+    book: Book,
+    update: TaskUpdate,
+    rules: RuleSet,
+    created_at: datetime,
+    renderer: Renderer,
+    out: TaskEffects,
+) -> None:
+    """Apply one report from a work system."""
+    tasks = book.open
+    tid = update.task_id
+    entry = tasks.get(tid)
+    if entry is None:
+        out.rejected = (
+            FeedbackReason.TASK_CLOSED if tid in book.closed else FeedbackReason.UNKNOWN_TASK
+        )
+        return
+    status = TaskStatus(update.status.value)
+    if entry["status"] == status.value:
+        out.rejected = FeedbackReason.NO_CHANGE
+        return
+    entry = tasks[tid] = {**entry, "status": status.value}
+    note = update.note or (f"outcome: {update.outcome}" if update.outcome else None)
+    _emit(tid, entry, book, TaskChange.FEEDBACK, update.at, created_at, out, note=note)
+    part = {
+        FeedbackStatus.DONE: NoticePart.DONE,
+        FeedbackStatus.FAILED: NoticePart.FAILED,
+        FeedbackStatus.CANCELLED: NoticePart.CANCELLED,
+    }.get(update.status)
+    spec = _task_spec(rules, entry)
+    outcomes = spec.outcomes if isinstance(spec, TaskSpec) else None
+    if part is not None and outcomes is not None and getattr(outcomes, part.value) is not None:
+        extra = {"outcome": update.outcome, "note": update.note}
+        _notice(entry, tid, part, update.at, out, extra)
+    if status.closed:
+        _close(book, tid)
+        out.transitions.append((entry["rule"], Transition.CLOSED_BY_FEEDBACK))
+        return
+    out.transitions.append((entry["rule"], Transition.FEEDBACK))
+    if status is TaskStatus.FAILED and not entry["level"]:
+        _escalate(book, tid, update.at, rules, created_at, renderer, out)
+
+
+def advance(
+    book: Book,
+    now: float,
+    rules: RuleSet,
+    created_at: datetime | None,
+    renderer: Renderer,
+    out: TaskEffects,
+) -> None:
+    """Escalate every open task whose promise is due at `now` (epoch
+    seconds), in order of due time. Each escalation is dated at its due
+    time, whatever the clock that noticed it, so its outputs are the same
+    whenever it is noticed."""
+    due = sorted(
+        (e["due"], tid)
+        for tid, e in book.open.items()
+        if e.get("due") is not None and not e["level"] and e["due"] <= now
+    )
+    for at, tid in due:
+        when = _time(at)
+        _escalate(book, tid, when, rules, created_at or when, renderer, out)
+
+
+def _escalate(
+    book: Book,
+    tid: str,
+    at: datetime,
+    rules: RuleSet,
+    created_at: datetime,
+    renderer: Renderer,
+    out: TaskEffects,
+) -> None:
+    tasks = book.open
+    entry = tasks[tid]
+    spec = _task_spec(rules, entry)
+    plan: EscalationSpec | None = spec.escalate if isinstance(spec, TaskSpec) else None
+    priority = plan.priority if plan else _PRIORITY_UP.get(Priority(entry["priority"]), Priority.P1)
+    queue = plan.queue if plan and plan.queue else Queue(entry["queue"])
+    new_due = _epoch(at) + parse_duration(plan.due_in) if plan and plan.due_in else None
+    entry = tasks[tid] = {
+        **entry,
+        "level": entry["level"] + 1,
+        "priority": priority.value,
+        "queue": queue.value,
+        "due": new_due,
+    }
+    missed = "reported failed" if entry["status"] == TaskStatus.FAILED.value else "not done in time"
+    _emit(tid, entry, book, TaskChange.ESCALATED, at, created_at, out, note=f"escalated: {missed}")
+    out.transitions.append((entry["rule"], Transition.ESCALATED))
+    if plan is None:
+        return
+    if plan.notice is not None:
+        _notice(entry, tid, NoticePart.ESCALATED, at, out, {})
+    if plan.task is not None:
+        _follow_up(book, tid, entry, plan.task, at, created_at, renderer, out)
+
+
+def _follow_up(
+    book: Book,
+    parent: str,
+    entry: Mapping[str, Any],
+    spec: FollowUpTaskSpec,
+    at: datetime,
+    created_at: datetime,
+    renderer: Renderer,
+    out: TaskEffects,
+) -> None:
+    tasks = book.open
+    det = stable_id("follow-up", parent)
+    tid = task_id(det)
+    if tid in tasks:
+        return
+    facts = {**entry["facts"], "parent_task_id": parent}
+    scope = {
+        **facts,
+        **_task_names(entry, parent, {}),
+        "rule_id": entry["rule"],
+        "tier": entry["tier"],
+    }
+    tasks[tid] = {
+        **entry,
+        "det": det,
+        "follow": 1,
+        "parent": parent,
+        "status": TaskStatus.OPEN.value,
+        "rev": 0,
+        "level": 0,
+        "due": _epoch(at) + parse_duration(spec.due_in),
+        "closes": ClosesOn.FEEDBACK.value,
+        "queue": spec.queue.value,
+        "priority": spec.priority.value,
+        "action": spec.action.value,
+        "summary": renderer.render(spec.summary, scope),
+        "facts": facts,
+        "opened": at.isoformat(),
+        "cleared": False,
+    }
+    _emit(tid, tasks[tid], book, TaskChange.OPENED, at, created_at, out)
+    out.transitions.append((entry["rule"], Transition.OPENED))
+
+
+def _task_spec(rules: RuleSet, entry: Mapping[str, Any]) -> TaskSpec | FollowUpTaskSpec | None:
+    rule = rules.rule(entry["rule"])
+    tier = next((t for t in rule.tiers if t.name == entry["tier"]), None) if rule else None
+    if tier is None or tier.task is None:
+        return None
+    if entry["follow"]:
+        return tier.task.escalate.task if tier.task.escalate else None
+    return tier.task
+
+
+def _task_names(entry: Mapping[str, Any], tid: str, extra: Mapping[str, Any]) -> dict[str, Any]:
+    due = entry.get("due")
+    return {
+        "task_id": tid,
+        "due_by": _time(due).isoformat() if due is not None else None,
+        "escalation_level": entry["level"],
+        "outcome": extra.get("outcome"),
+        "note": extra.get("note"),
+    }
+
+
+def _notice(
+    entry: Mapping[str, Any],
+    tid: str,
+    part: NoticePart,
+    at: datetime,
+    out: TaskEffects,
+    extra: Mapping[str, Any],
+) -> None:
+    """A notice tied to the task, for the tier's audience. The policy finds
+    its text (`escalate.notice`, `outcomes.<status>`) and drops it when the
+    tier defines none."""
+    if entry["sub"] is None and entry["cell"] is None:
+        return
+    facts = {**entry["facts"], **_task_names(entry, tid, extra)}
+    out.intents.append(
+        NoticeIntent(
+            detection_id=stable_id("task-notice", tid, part.value),
+            subscriber_id=entry["sub"],
+            cell_id=entry["cell"],
+            rule_id=entry["rule"],
+            rule_version=entry["version"],
+            tier=entry["tier"],
+            severity=Severity(entry["sev"]),
+            category=entry["cat"],
+            part=part,
+            opening_id=entry["det"],
+            facts=facts,
+            event_time=at,
+            source_event_ids=tuple(entry["sources"]),
+        )
+    )
+
+
+def _emit(
+    tid: str,
+    entry: dict[str, Any],
+    book: Book,
+    change: TaskChange,
+    at: datetime,
+    created_at: datetime,
+    out: TaskEffects,
+    note: str | None = None,
+) -> None:
+    """One output for the task's change; bumps its revision in `tasks`."""
+    rev = entry["rev"] + 1
+    entry["rev"] = rev
+    if tid in book.open:
+        book.open[tid] = entry
+    due = entry.get("due")
+    out.tasks.append(
+        InterventionTask(
+            task_id=tid,
+            update_id=stable_id("task-update", tid, str(rev)),
+            revision=rev,
+            change=change,
+            correlation_id=entry["det"],
+            rule_id=entry["rule"],
+            tier=entry["tier"],
+            status=TaskStatus(entry["status"]),
+            closes_on=ClosesOn(entry["closes"]),
+            escalation_level=entry["level"],
+            parent_task_id=entry["parent"],
+            queue=Queue(entry["queue"]),
+            action=TaskAction(entry["action"]),
+            priority=Priority(entry["priority"]),
+            target=TaskTarget(type=TargetType(entry["target"][0]), id=entry["target"][1]),
+            due_by=_time(due) if due is not None else None,
+            summary=entry["summary"],
+            note=note,
+            facts=entry["facts"],
+            event_time=at,
+            created_at=created_at,
+            source_event_ids=tuple(entry["sources"]),
+            rule_version=entry["version"],
+        )
+    )
+
+
+def _close(book: Book, tid: str) -> None:
+    del book.open[tid]
+    book.closed = [*book.closed[-(RECENTLY_CLOSED - 1) :], tid]
