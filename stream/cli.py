@@ -184,6 +184,7 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     from rules.loader import load_rule_set
     from sinks import JsonlDestination
     from stream.replay import replay, stderr_if_tty
+    from stream.worksim import WorkSimulator
 
     result = load_rule_set(_rule_paths(settings, args.rules))
     if result.rule_set is None:
@@ -199,11 +200,34 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
                 JsonlDestination(out),
                 event_time_created=args.created_at == "event-time",
                 progress=stderr_if_tty(),
+                partitions=args.partitions or settings.partitions,
+                work=WorkSimulator(args.work_seed) if args.simulate_work else None,
             )
     finally:
         if out is not sys.stdout:
             out.close()
     return 0
+
+
+def _replay_parser(sub: Any) -> None:
+    rp = sub.add_parser("replay", help="run the engine over a JSONL file of input records")
+    rp.add_argument("events")
+    rp.add_argument("--rules", nargs="+", default=None)
+    rp.add_argument("--out", default=None)
+    rp.add_argument("--created-at", choices=["wall-clock", "event-time"], default="wall-clock")
+    rp.add_argument(
+        "--partitions",
+        type=int,
+        default=None,
+        help="partitions whose stream times drive due work (default: the worker's setting)",
+    )
+    rp.add_argument(
+        "--simulate-work",
+        action="store_true",
+        help="answer opened tasks with simulated work-system feedback (task-updates)",
+    )
+    rp.add_argument("--work-seed", type=int, default=7, help="seed of the simulated work")
+    rp.set_defaults(func=cmd_replay)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -233,7 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("paths", nargs="*", help="test files or directories (default: <rules>/tests)")
     test.add_argument("-v", "--verbose", action="store_true", help="list passing tests too")
     test.add_argument(
-        "--require-coverage", action="store_true", help="fail when a rule tier or a task transition is not exercised"
+        "--require-coverage",
+        action="store_true",
+        help="fail when a rule tier or a task transition is not exercised",
     )
     test.set_defaults(func=cmd_rules_test)
 
@@ -265,12 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--out", default=None)
     sim.set_defaults(func=cmd_simulate)
 
-    rp = sub.add_parser("replay", help="run the engine over a JSONL file of input records")
-    rp.add_argument("events")
-    rp.add_argument("--rules", nargs="+", default=None)
-    rp.add_argument("--out", default=None)
-    rp.add_argument("--created-at", choices=["wall-clock", "event-time"], default="wall-clock")
-    rp.set_defaults(func=cmd_replay)
+    _replay_parser(sub)
 
     tail = sub.add_parser("tail", help="print notices, tasks and dead letters as they arrive")
     tail.add_argument("--seconds", type=float, default=None)

@@ -6,6 +6,13 @@ runs over the same input are byte-identical.
 
 Memory is bounded by the number of keys (their state), not by the number of
 events: input is streamed line by line and outputs are written as they come.
+
+Time is the worker's: per key space and partition (`partitions`, the
+worker's count by default), the latest event time; promises and held
+notices fall due as it passes them (`rules.session`). Records on
+`task-updates` are work systems' reports; `--simulate-work` adds those of
+simulated work systems answering the tasks this replay opens
+(`stream.worksim`).
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ from typing import TextIO
 from pydantic import BaseModel, ValidationError
 
 from rules.ruleset import RuleSet
-from rules.session import Session
+from rules.session import Session, Step
+from rules.tasks import FeedbackReason
 from schemas import (
     BillingEvent,
     CustomerNotice,
@@ -28,6 +36,7 @@ from schemas import (
     DeadLetter,
     InterventionTask,
     NetworkQualityEvent,
+    TaskUpdate,
     UsageEvent,
 )
 from sinks import Destination, encode
@@ -35,9 +44,12 @@ from sinks.codec import Output
 from stream.decoding import (
     RawRecord,
     dead_letter,
+    decode,
     decode_many,
     describe_validation_error,
 )
+from stream.processor import partition_of
+from stream.worksim import WorkSimulator
 
 INPUT_MODELS: dict[str, type[BaseModel]] = {
     "usage-events": UsageEvent,
@@ -45,6 +57,7 @@ INPUT_MODELS: dict[str, type[BaseModel]] = {
     "network-quality-events": NetworkQualityEvent,
 }
 PROFILES = "customer-profiles"
+TASK_UPDATES = "task-updates"
 
 
 class ReplayStats:
@@ -66,10 +79,15 @@ def replay(
     *,
     event_time_created: bool,
     progress: TextIO | None = None,
+    partitions: int = 1,
+    work: WorkSimulator | None = None,
 ) -> ReplayStats:
     session = Session(
-        rules, created_at=(lambda e: e.event_time) if event_time_created else (lambda e: wall())
+        rules,
+        created_at=(lambda e: e.event_time) if event_time_created else (lambda e: wall()),
+        partition_of=lambda key: partition_of(key.encode(), partitions),
     )
+    run = _Run(session, event_time_created, work)
     stats = ReplayStats()
     # In event-time mode even dead letters must be reproducible: they are
     # "received" at the latest event time seen so far.
@@ -79,7 +97,7 @@ def replay(
             continue
         stats.lines += 1
         received = latest if event_time_created else wall()
-        for output in _one(session, number, line, received):
+        for output in run.line(number, line, received):
             if event_time_created and isinstance(output, CustomerNotice | InterventionTask):
                 latest = max(latest, output.event_time)
             out.write(encode(output))
@@ -100,40 +118,89 @@ def replay(
     return stats
 
 
-def _one(session: Session, number: int, line: str, received: datetime) -> list[Output]:
-    where = RawRecord("replay", None, number, None, line.encode("utf-8"))
-    try:
-        item = json.loads(line)
-        topic, key, value = item["topic"], item.get("key"), item.get("value")
-    except (ValueError, KeyError, TypeError) as exc:
-        return [
-            _dead(where, "invalid_line", f"not a {{topic, key, value}} object: {exc}", received)
-        ]
-    raw = RawRecord(
-        topic,
-        None,
-        number,
-        key.encode() if isinstance(key, str) else None,
-        json.dumps(value).encode() if value is not None else None,
-    )
-    if topic == PROFILES:
-        return _profile(session, raw, key, value, received)
-    model = INPUT_MODELS.get(topic)
-    if model is None:
-        return [_dead(raw, "unknown_topic", f"unknown input topic {topic!r}", received)]
-    outputs: list[Output] = []
-    for event in decode_many(raw, model, received):  # one event, or a batch
-        if isinstance(event, DeadLetter):
-            outputs.append(event)
-            continue
-        assert isinstance(event, UsageEvent | BillingEvent | NetworkQualityEvent)
-        step = session.process(event)
-        outputs.extend(step.outputs)
+class _Run:
+    """One replay: the session, and the simulated work systems if any."""
+
+    def __init__(self, session: Session, event_time_created: bool, work: WorkSimulator | None):
+        self.session = session
+        self.event_time_created = event_time_created
+        self.work = work
+
+    def line(self, number: int, line: str, received: datetime) -> list[Output]:
+        where = RawRecord("replay", None, number, None, line.encode("utf-8"))
+        try:
+            item = json.loads(line)
+            topic, key, value = item["topic"], item.get("key"), item.get("value")
+        except (ValueError, KeyError, TypeError) as exc:
+            return [
+                _dead(where, "invalid_line", f"not a {{topic, key, value}} object: {exc}", received)
+            ]
+        raw = RawRecord(
+            topic,
+            None,
+            number,
+            key.encode() if isinstance(key, str) else None,
+            json.dumps(value).encode() if value is not None else None,
+        )
+        if topic == PROFILES:
+            return _profile(self.session, raw, key, value, received)
+        if topic == TASK_UPDATES:
+            return self.task_update(raw, received)
+        model = INPUT_MODELS.get(topic)
+        if model is None:
+            return [_dead(raw, "unknown_topic", f"unknown input topic {topic!r}", received)]
+        outputs: list[Output] = []
+        for event in decode_many(raw, model, received):  # one event, or a batch
+            if isinstance(event, DeadLetter):
+                outputs.append(event)
+                continue
+            assert isinstance(event, UsageEvent | BillingEvent | NetworkQualityEvent)
+            if self.work is not None:
+                for update in self.work.due(event.event_time):
+                    outputs.extend(self.apply_update(update, raw, received))
+            outputs.extend(self.step(self.session.process(event), raw, received))
+        return outputs
+
+    def task_update(self, raw: RawRecord, received: datetime) -> list[Output]:
+        update = decode(raw, TaskUpdate, received)
+        if isinstance(update, DeadLetter):
+            return [update]
+        assert isinstance(update, TaskUpdate)
+        if raw.key is None or raw.key.decode() != update.target.id:
+            return [
+                _dead(
+                    raw,
+                    "key_mismatch",
+                    "task updates are keyed by the task's target id; state is partitioned by it",
+                    received,
+                )
+            ]
+        return self.apply_update(update, raw, received)
+
+    def apply_update(self, update: TaskUpdate, raw: RawRecord, received: datetime) -> list[Output]:
+        self.session.at = update.at if self.event_time_created else wall()
+        step = self.session.task_update(update)
+        if step.rejected is FeedbackReason.UNKNOWN_TASK:
+            return [
+                _dead(
+                    raw,
+                    "unknown_task",
+                    f"no task {update.task_id} is known for {update.target.type.value} "
+                    f"{update.target.id}",
+                    received,
+                )
+            ]
+        return self.step(step, raw, received)
+
+    def step(self, step: Step, raw: RawRecord, received: datetime) -> list[Output]:
+        if self.work is not None:
+            self.work.observe(step.outputs)
+        outputs: list[Output] = list(step.outputs)
         outputs.extend(
             _dead(raw, "rule_error", message, received, rule_id)
             for rule_id, message in step.failures
         )
-    return outputs
+        return outputs
 
 
 def _profile(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -60,7 +60,7 @@ def prof(**kw: Any) -> CustomerProfile:
             prof(timezone="Europe/London", quiet_hours={"start": "22:00", "end": "08:00"}),
             intent(7),
             "sms",
-            datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc),
+            datetime(2026, 11, 20, 8, 0, tzinfo=UTC),
             (PolicyReason.QUIET_HOURS_DEFERRED,),
         ),  # 07:00 CST is 23:00 London: held until 08:00 London
     ],
