@@ -18,11 +18,11 @@ gives the partitioning (`partition_of`); one partition is the default.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from rules.agenda import Agenda
 from rules.engine import Decision, InputEvent, key_of
 from rules.policy import PolicyReason
 from rules.records import (
@@ -70,39 +70,6 @@ class Step:
         self.fired.extend(effects.fired)
         self.transitions.extend(effects.transitions)
         self.rejected = self.rejected or effects.rejected
-
-
-class Agenda:
-    """Keys with something due, per partition, earliest first (a heap with
-    stale entries skipped), and each partition's stream time."""
-
-    def __init__(self) -> None:
-        self.clock: dict[int, float] = {}
-        self.heaps: dict[int, list[tuple[float, str]]] = {}
-        self.due: dict[str, float] = {}
-
-    def note(self, partition: int, key: str, due: float | None) -> None:
-        if due is None:
-            self.due.pop(key, None)
-            return
-        if self.due.get(key) != due:
-            self.due[key] = due
-            heapq.heappush(self.heaps.setdefault(partition, []), (due, key))
-
-    def advance(self, partition: int, t: float) -> float:
-        now = max(self.clock.get(partition, t), t)
-        self.clock[partition] = now
-        return now
-
-    def pop_due(self, partition: int, now: float) -> list[str]:
-        heap = self.heaps.get(partition, [])
-        keys: list[str] = []
-        while heap and heap[0][0] <= now:
-            due, key = heapq.heappop(heap)
-            if self.due.get(key) == due:
-                del self.due[key]
-                keys.append(key)
-        return keys
 
 
 class Store:

@@ -36,12 +36,21 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         "usage_events",
         "billing_events",
         "network_quality_events",
+        "task_updates",
         "customer_notices",
         "intervention_tasks",
         "dead_letters",
     ):
         specs.append(TopicSpec(settings.topic(logical), n, {}))
-    specs.extend(TopicSpec(name, n, {}) for name in settings.internal_topics)
+    # ticks matter only until processed: a day of them is plenty
+    short = {"retention.ms": str(24 * 3600 * 1000)}
+    clocks = {
+        settings.internal_topic("clock-subscribers"),
+        settings.internal_topic("clock-network"),
+    }
+    specs.extend(
+        TopicSpec(name, n, short if name in clocks else {}) for name in settings.internal_topics
+    )
     return specs
 
 

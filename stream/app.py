@@ -14,9 +14,11 @@ its tables, so a record is never updated by two coroutines at once.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -38,9 +40,10 @@ from stream.continuity import (
 from stream.decoding import RawRecord
 from stream.inflight import Inflight
 from stream.metrics import Metrics
-from stream.processor import Outcome, Processor
+from stream.processor import NETWORK, SUBSCRIBERS, Outcome, Processor, partition_of
 from stream.reload import RuleReloader
 from stream.settings import SecurityProtocol, Settings
+from stream.ticks import needs_tick, tick_time
 from stream.transport import fetch_tuned_transport
 
 log = logging.getLogger("forewarn.app")
@@ -165,6 +168,7 @@ class Wiring:
         self.positions: dict[tuple[str, int], int] = {}  # last offset processed
         self.watching: dict[tuple[str, int], Since] = {}  # position, unchanged since
         self.recovery: Progress = None  # changelog records remaining, since when
+        self.metrics_queues: set[str] = set()  # queues with open tasks at the last look
         self.outputs = {
             OutputTopic.CUSTOMER_NOTICES: raw_topic(app, settings.topic("customer_notices")),
             OutputTopic.INTERVENTION_TASKS: raw_topic(app, settings.topic("intervention_tasks")),
@@ -178,9 +182,14 @@ class Wiring:
         self.inflight = {
             name: Inflight(self.output_failed) for name in (SUBSCRIBER_AGENT, NETWORK_AGENT)
         }
+        self.indexed: dict[str, set[int]] = {SUBSCRIBERS: set(), NETWORK: set()}
         p = processor
-        subscriber_source = raw_topics(app, p.usage, p.billing, p.profiles, p.intents)
-        network_source = raw_topics(app, p.network_quality, p.membership)
+        subscriber_source = raw_topics(
+            app, p.usage, p.billing, p.profiles, p.task_updates, p.intents, p.clocks[SUBSCRIBERS]
+        )
+        network_source = raw_topics(
+            app, p.network_quality, p.membership, p.network_updates, p.clocks[NETWORK]
+        )
         app.agent(subscriber_source, name=SUBSCRIBER_AGENT, concurrency=1)(self.subscriber_agent)
         app.agent(network_source, name=NETWORK_AGENT, concurrency=1)(self.network_agent)
 
@@ -195,6 +204,8 @@ class Wiring:
         app.page("/health")(health)
         app.page("/ready")(ready)
         app.timer(interval=5.0, name="forewarn-observe")(self.observe)
+        if settings.clock_tick_seconds:
+            app.timer(interval=settings.clock_tick_seconds, name="forewarn-clock")(self.tick)
         if settings.rules_poll_seconds:
             app.timer(interval=settings.rules_poll_seconds, name="forewarn-rules-poll")(
                 self.poll_rules
@@ -229,13 +240,14 @@ class Wiring:
         raw = raw_record(event)
         key = raw.key
         if raw.topic == self.processor.membership:
-            outcome = self.processor.network(raw, inflight.get(self.members, key), none)
+            outcome = self.processor.network(raw, inflight.get(self.members, key))
         else:
-
-            def members(k: bytes | None = key) -> bytes | None:
-                return inflight.get(self.members, k)
-
-            outcome = self.processor.network(raw, inflight.get(self.network, key), members)
+            outcome = self.processor.network(
+                raw,
+                inflight.get(self.network, key),
+                lambda k: inflight.get(self.network, k),
+                lambda k: inflight.get(self.members, k),
+            )
         await self.apply(inflight, event, outcome, raw, self.network)
         self.metrics.processing.labels(NETWORK_AGENT).observe(time.perf_counter() - started)
 
@@ -375,6 +387,57 @@ class Wiring:
         )
         return stuck
 
+    async def tick(self) -> None:
+        """The live trigger (`stream.ticks`): index newly assigned
+        partitions' due work, then send a clock record to each partition
+        whose due work a tick would fire."""
+        if not self.ready or self.app.rebalancing or self.app.tables.recovery.in_recovery:  # type: ignore[attr-defined]
+            return
+        assignment = self.app.consumer.assignment()
+        spaces = (
+            (SUBSCRIBERS, self.processor.usage, self.subscribers),
+            (NETWORK, self.processor.network_quality, self.network),
+        )
+        wall = time.time()
+        for space, source, table in spaces:
+            owned = {tp.partition for tp in assignment if tp.topic == source}
+            self.index_partitions(space, owned, table)
+            agenda = self.processor.agendas[space]
+            clock_topic = self.internal[self.processor.clocks[space]]
+            for partition in sorted(owned):
+                stream_time = agenda.clock.get(partition)
+                at = tick_time(stream_time, wall, self.settings.clock_live_window_seconds)
+                if needs_tick(agenda.pending(partition), stream_time, at):
+                    assert at is not None
+                    value = json.dumps({"at": datetime.fromtimestamp(at, UTC).isoformat()})
+                    await clock_topic.send(key=b"clock", value=value.encode(), partition=partition)
+
+    def index_partitions(self, space: str, owned: set[int], table: Any) -> None:
+        """Note the due work of partitions this worker just got (one scan of
+        its local state); forget that of partitions it lost."""
+        indexed = self.indexed[space]
+        for partition in sorted(indexed - owned):
+            self.processor.forget(space, partition)
+            indexed.discard(partition)
+        new = owned - indexed
+        if not new:
+            return
+        started = time.perf_counter()
+        n = self.settings.partitions
+        for partition in sorted(new):
+            records = (
+                (k, v) for k, v in table.data.items() if partition_of(k, n) == partition and v
+            )
+            found = self.processor.index(space, partition, records)
+            log.info(
+                "%s partition %d: %d keys with due work (indexed in %.2fs)",
+                space,
+                partition,
+                found,
+                time.perf_counter() - started,
+            )
+            indexed.add(partition)
+
     async def observe(self) -> None:
         """Consumer lag per partition, in-flight records and local state size;
         stalled partitions are sought back; a stuck recovery stops the worker
@@ -412,6 +475,14 @@ class Wiring:
             done = self.positions.get((tp.topic, tp.partition))
             if high is not None and done is not None:
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(high - done - 1, 0))
+        for space, agent in ((SUBSCRIBERS, SUBSCRIBER_AGENT), (NETWORK, NETWORK_AGENT)):
+            self.metrics.due_keys.labels(agent).set(len(self.processor.agendas[space].due))
+        opened, overdue = self.processor.workload[SUBSCRIBERS].by_queue()
+        more_open, more_overdue = self.processor.workload[NETWORK].by_queue()
+        for queue in set(opened) | set(more_open) | set(self.metrics_queues):
+            self.metrics.tasks_open.labels(queue).set(opened[queue] + more_open[queue])
+            self.metrics.tasks_overdue.labels(queue).set(overdue[queue] + more_overdue[queue])
+        self.metrics_queues = set(opened) | set(more_open)
         for name, table in (
             (SUBSCRIBER_TABLE, self.subscribers),
             (NETWORK_TABLE, self.network),

@@ -23,7 +23,7 @@ PROCESSING_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025
 # Label values known in advance are exported at 0 from the start, so that
 # dashboards and alerts see a series (and `rate()` a first sample) before the
 # first occurrence.
-INPUT_SOURCES = ("usage", "billing", "network_quality", "profiles")
+INPUT_SOURCES = ("usage", "billing", "network_quality", "profiles", "task_updates")
 DEAD_LETTER_REASONS = (
     "invalid_json",
     "empty_value",
@@ -32,7 +32,21 @@ DEAD_LETTER_REASONS = (
     "missing_key",
     "processing_error",
     "rule_error",
+    "unknown_task",
 )
+TRANSITIONS = (
+    "opened",
+    "escalated",
+    "feedback",
+    "condition_cleared",
+    "condition_returned",
+    "closed_by_feedback",
+    "closed_by_clearing",
+)
+FEEDBACK_STATUSES = ("acknowledged", "in_progress", "done", "failed", "cancelled")
+FEEDBACK_RESULTS = ("applied", "unknown_task", "task_closed", "no_change", "key_mismatch")
+QUEUES = ("network-ops", "field-repair", "billing-risk", "fraud", "customer-care", "retention")
+ESCALATION_BUCKETS = (1, 5, 10, 15, 30, 45, 60, 120, 300, 900, 3600)
 
 
 class RuleEvaluations(Collector):
@@ -108,6 +122,44 @@ class Metrics:
             "forewarn_suppressions_total",
             "Detections or notices not sent (or deferred), by rule and reason.",
             ["rule", "reason"],
+            registry=r,
+        )
+        self.transitions = Counter(
+            "forewarn_task_transitions_total",
+            "Task lifecycle transitions, by rule and transition (opened, escalated,"
+            " closed_by_feedback, closed_by_clearing, ...).",
+            ["rule", "transition"],
+            registry=r,
+        )
+        self.feedback = Counter(
+            "forewarn_task_feedback_total",
+            "Task updates received from work systems, by reported status and result"
+            " (applied, unknown_task, task_closed, no_change, key_mismatch).",
+            ["status", "result"],
+            registry=r,
+        )
+        self.tasks_open = Gauge(
+            "forewarn_tasks_open",
+            "Open tasks of this worker's partitions, by queue.",
+            ["queue"],
+            registry=r,
+        )
+        self.tasks_overdue = Gauge(
+            "forewarn_tasks_overdue",
+            "Open tasks whose promise (due_by) was missed, by queue.",
+            ["queue"],
+            registry=r,
+        )
+        self.due_keys = Gauge(
+            "forewarn_due_keys",
+            "Keys with something due (a task's promise, a held notice), by agent.",
+            ["agent"],
+            registry=r,
+        )
+        self.escalation_delay = Histogram(
+            "forewarn_task_escalation_delay_seconds",
+            "A task's due time to its escalation being sent.",
+            buckets=ESCALATION_BUCKETS,
             registry=r,
         )
         self.dead_letters = Counter(
@@ -212,11 +264,19 @@ class Metrics:
                     self.invalid.labels(source, reason)
         for reason in DEAD_LETTER_REASONS:
             self.dead_letters.labels(reason)
+        for status in FEEDBACK_STATUSES:
+            for result in FEEDBACK_RESULTS:
+                self.feedback.labels(status, result)
+        for queue in QUEUES:
+            self.tasks_open.labels(queue)
+            self.tasks_overdue.labels(queue)
         for rule_id in rule_ids:
             self.evaluations.declare(rule_id)
             self.rule_failures.labels(rule_id)
             for reason in reasons:
                 self.suppressions.labels(rule_id, reason)
+            for transition in TRANSITIONS:
+                self.transitions.labels(rule_id, transition)
 
     def serve(self, host: str, port: int) -> None:
         if port:

@@ -5,11 +5,20 @@ an `Outcome` (possibly just a dead letter), never an exception.
 
 Two processors, one per key space (and per agent and table):
 
-- `subscriber`: usage and billing events, profiles, and notice intents from
-  other keys, against the subscriber record (profile + engine state + notice
-  policy state): one read and one write per record.
-- `network`: network-quality events against the cell's or line's record;
-  cell-membership changes against the cell's member list.
+- `subscriber`: usage and billing events, profiles, notice intents from
+  other keys, and task updates (those for a cell or a line are forwarded to
+  the network key space), against the subscriber record (profile + engine
+  state + notice policy state): one read and one write per record.
+- `network`: network-quality events and forwarded task updates against the
+  cell's or line's record; cell-membership changes against the cell's
+  member list.
+
+Each key space keeps the event-time clock of `rules.agenda` per partition:
+an input event (or intent) moves its partition's clock, and every key of
+the partition with something due by then (a task's promise, a held notice)
+is handled first, in the same record's step. A clock record (`tick`), sent
+by the worker's live trigger, moves a partition's clock when no traffic
+does (see `stream.app`).
 
 The rule set is swapped atomically by hot reload (`self.rules = ...`); the
 next record uses it.
@@ -17,6 +26,7 @@ next record uses it.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,21 +36,26 @@ from datetime import UTC, datetime
 from aiokafka.partitioner import murmur2
 from pydantic import BaseModel
 
+from rules.agenda import Agenda
 from rules.engine import Reason, key_of
 from rules.policy import PolicyReason
 from rules.records import (
     Effects,
     Record,
+    apply_clock,
     apply_event,
     apply_intent,
     apply_membership,
     apply_profile,
+    apply_task_update,
     decode_members,
     decode_record,
+    due_of,
     encode_members,
     encode_record,
 )
 from rules.ruleset import RuleSet
+from rules.tasks import FeedbackReason
 from schemas import (
     BillingEvent,
     CellMembership,
@@ -50,6 +65,9 @@ from schemas import (
     InterventionTask,
     NetworkQualityEvent,
     NoticeIntent,
+    TargetType,
+    TaskChange,
+    TaskUpdate,
     UsageEvent,
 )
 from sinks import OutputRecord, encode
@@ -57,10 +75,13 @@ from stream.decoding import RawRecord, dead_letter, decode, decode_many
 from stream.logs import mask
 from stream.metrics import Metrics
 from stream.settings import Settings
+from stream.workload import Workload
 
 log = logging.getLogger("forewarn.processor")
 Clock = Callable[[], datetime]
 Lookup = Callable[[bytes], bytes | None]
+SUBSCRIBERS = "subscribers"
+NETWORK = "network"
 
 
 @dataclass
@@ -87,6 +108,47 @@ def no_record(key: bytes) -> bytes | None:
     return None
 
 
+class _Work:
+    """The records one input record touches in its partition: its key's,
+    and other keys' (due work, a batch of intents), each decoded once and
+    encoded once; due times are noted in the key space's agenda."""
+
+    def __init__(
+        self,
+        space: str,
+        raw: RawRecord,
+        current: bytes | None,
+        lookup: Lookup,
+        agenda: Agenda,
+        members: Lookup = no_record,
+    ) -> None:
+        self.space, self.raw, self.current, self.lookup = space, raw, current, lookup
+        self.agenda, self.members_of = agenda, members
+        self.records: dict[bytes, Record] = {}
+
+    def get(self, key: bytes) -> Record:
+        if key not in self.records:
+            data = self.current if key == self.raw.key else self.lookup(key)
+            self.records[key] = decode_record(data)
+        return self.records[key]
+
+    def put(self, key: bytes, record: Record) -> None:
+        self.records[key] = record
+        if self.raw.partition is not None:
+            self.agenda.note(self.raw.partition, key.decode("utf-8", "replace"), due_of(record))
+
+    def members(self, key: bytes) -> Callable[[], tuple[str, ...]]:
+        return lambda: tuple(decode_members(self.members_of(key)))
+
+    def finish(self, outcome: Outcome) -> Outcome:
+        for key, record in self.records.items():
+            if key == self.raw.key:
+                outcome.record = encode_record(record)
+            else:
+                outcome.others[key] = encode_record(record)
+        return outcome
+
+
 class Processor:
     def __init__(
         self, settings: Settings, rules: RuleSet, metrics: Metrics, clock: Clock = wall_clock
@@ -98,16 +160,28 @@ class Processor:
         t = settings.topic
         self.usage, self.billing = t("usage_events"), t("billing_events")
         self.profiles, self.network_quality = t("customer_profiles"), t("network_quality_events")
+        self.task_updates = t("task_updates")
         self.intents = settings.internal_topic("notice-intents")
         self.membership = settings.internal_topic("cell-membership")
+        self.network_updates = settings.internal_topic("task-updates-network")
+        self.clocks = {
+            SUBSCRIBERS: settings.internal_topic("clock-subscribers"),
+            NETWORK: settings.internal_topic("clock-network"),
+        }
         self.sources = {
             self.usage: "usage",
             self.billing: "billing",
             self.profiles: "profiles",
             self.network_quality: "network_quality",
+            self.task_updates: "task_updates",
             self.intents: "notice_intents",
             self.membership: "cell_membership",
+            self.network_updates: "task_updates_network",
+            self.clocks[SUBSCRIBERS]: "clock",
+            self.clocks[NETWORK]: "clock",
         }
+        self.agendas = {SUBSCRIBERS: Agenda(), NETWORK: Agenda()}
+        self.workload = {SUBSCRIBERS: Workload(), NETWORK: Workload()}
 
     @property
     def rules(self) -> RuleSet:
@@ -131,9 +205,15 @@ class Processor:
         return self._guarded(raw, lambda now: self._subscriber(raw, current, lookup, now))
 
     def network(
-        self, raw: RawRecord, current: bytes | None, members: Callable[[], bytes | None]
+        self,
+        raw: RawRecord,
+        current: bytes | None,
+        lookup: Lookup = no_record,
+        members: Lookup = no_record,
     ) -> Outcome:
-        return self._guarded(raw, lambda now: self._network(raw, current, members, now))
+        """`lookup` gives the records of other cells and lines of the
+        partition (due work), `members` a cell's member list."""
+        return self._guarded(raw, lambda now: self._network(raw, current, lookup, members, now))
 
     # -- dispatch ----------------------------------------------------------
 
@@ -153,16 +233,27 @@ class Processor:
             return self._profile(raw, current, now)
         if raw.topic == self.intents:
             return self._intents(raw, current, lookup, now)
+        work = _Work(SUBSCRIBERS, raw, current, lookup, self.agendas[SUBSCRIBERS])
+        if raw.topic == self.task_updates:
+            return self._task_update(raw, work, now)
+        if raw.topic == self.clocks[SUBSCRIBERS]:
+            return self._tick(raw, work, now)
         model: type[BaseModel] = UsageEvent if raw.topic == self.usage else BillingEvent
-        return self._events(raw, current, model, now, lambda: None)
+        return self._events(raw, work, model, now)
 
     def _network(
         self,
         raw: RawRecord,
         current: bytes | None,
-        members: Callable[[], bytes | None],
+        lookup: Lookup,
+        members: Lookup,
         now: datetime,
     ) -> Outcome:
+        work = _Work(NETWORK, raw, current, lookup, self.agendas[NETWORK], members)
+        if raw.topic == self.network_updates:
+            return self._task_update(raw, work, now)
+        if raw.topic == self.clocks[NETWORK]:
+            return self._tick(raw, work, now)
         if raw.topic == self.membership:
             change = self._decode(raw, CellMembership, now)
             if isinstance(change, Outcome):
@@ -171,17 +262,12 @@ class Processor:
             before = decode_members(current)
             after = apply_membership(before, change)
             return Outcome(members=encode_members(after) if after != before else None)
-        return self._events(raw, current, NetworkQualityEvent, now, members)
+        return self._events(raw, work, NetworkQualityEvent, now)
 
     # -- steps ---------------------------------------------------------------
 
     def _events(
-        self,
-        raw: RawRecord,
-        current: bytes | None,
-        model: type[BaseModel],
-        now: datetime,
-        members: Callable[[], bytes | None],
+        self, raw: RawRecord, work: _Work, model: type[BaseModel], now: datetime
     ) -> Outcome:
         """The record's event, or each event of a batch in order, against the
         key's record: one decode and one encode of the record per Kafka record."""
@@ -189,7 +275,6 @@ class Processor:
         outcome = Outcome()
         if len(decoded) > 1:
             self.metrics.events.labels(self.sources.get(raw.topic, "unknown")).inc(len(decoded) - 1)
-        record = None
         for at, event in self._each_valid(raw, decoded, outcome):
             assert isinstance(event, UsageEvent | BillingEvent | NetworkQualityEvent)
             key = key_of(event)
@@ -210,22 +295,99 @@ class Processor:
                 )
                 continue
             start = time.perf_counter()
-            if record is None:
-                record = decode_record(current)
+            self._fire_due(work, event.event_time.timestamp(), now, outcome)
+            assert raw.key is not None
             record, effects = apply_event(
-                record,
-                event,
+                work.get(raw.key), event, self.rules, created_at=now, members=work.members(raw.key)
+            )
+            work.put(raw.key, record)
+            self._merge(outcome, self._outcome(at, effects, now))
+            self.metrics.processing.labels("engine").observe(time.perf_counter() - start)
+        return work.finish(outcome)
+
+    def _fire_due(self, work: _Work, t: float, now: datetime, outcome: Outcome) -> None:
+        """Move the partition's clock to `t` and handle every key of the
+        partition with something due by then (`rules.agenda`)."""
+        partition = work.raw.partition
+        if partition is None:
+            return
+        agenda = self.agendas[work.space]
+        clock = agenda.advance(partition, t)
+        due = agenda.pop_due(partition, clock)
+        if not due:
+            return
+        at = datetime.fromtimestamp(clock, UTC)
+        for key in due:
+            k = key.encode()
+            record, effects = apply_clock(
+                work.get(k),
+                key,
+                work.space == SUBSCRIBERS,
+                at,
                 self.rules,
                 created_at=now,
-                members=lambda: tuple(decode_members(members())),
+                members=work.members(k),
             )
-            done = self._outcome(at, effects, now)
-            outcome.outputs.extend(done.outputs)
-            outcome.internal.extend(done.internal)
-            self.metrics.processing.labels("engine").observe(time.perf_counter() - start)
-        if record is not None:
-            outcome.record = encode_record(record)
-        return outcome
+            work.put(k, record)
+            self._merge(outcome, self._outcome(work.raw, effects, now))
+
+    def _tick(self, raw: RawRecord, work: _Work, now: datetime) -> Outcome:
+        """A clock record from the live trigger: `{"at": RFC 3339}`."""
+        try:
+            at = datetime.fromisoformat(json.loads(raw.value or b"")["at"])
+            if at.tzinfo is None:
+                raise ValueError("'at' needs a UTC offset")
+        except (ValueError, KeyError, TypeError) as exc:
+            return self._dead(raw, "invalid_json", f"not a clock record: {exc}", now)
+        outcome = Outcome()
+        self._fire_due(work, at.timestamp(), now, outcome)
+        return work.finish(outcome)
+
+    def _task_update(self, raw: RawRecord, work: _Work, now: datetime) -> Outcome:
+        """A work system's report on a task, keyed by the task's target id.
+        Reports on cells and lines are forwarded to the network key space."""
+        decoded = self._decode(raw, TaskUpdate, now)
+        if isinstance(decoded, Outcome):
+            return decoded
+        assert isinstance(decoded, TaskUpdate)
+        update, key = decoded, decoded.target.id
+        status = update.status.value
+        if raw.key is None or raw.key.decode("utf-8", "replace") != key:
+            self.metrics.feedback.labels(status, "key_mismatch").inc()
+            return self._dead(
+                raw,
+                "key_mismatch",
+                f"task updates are keyed by the task's target id ({mask(key)});"
+                " state is partitioned by it",
+                now,
+            )
+        subscriber = update.target.type is TargetType.SUBSCRIBER
+        if work.space == SUBSCRIBERS and not subscriber:
+            return Outcome(internal=[(self.network_updates, raw.key, raw.value or b"")])
+        record, effects = apply_task_update(
+            work.get(raw.key),
+            key,
+            subscriber,
+            update,
+            self.rules,
+            created_at=now,
+            members=work.members(raw.key),
+        )
+        result = effects.rejected.value if effects.rejected else "applied"
+        self.metrics.feedback.labels(status, result).inc()
+        if effects.rejected is FeedbackReason.UNKNOWN_TASK:
+            return self._dead(
+                raw, "unknown_task", f"no open or recent task {update.task_id} on this key", now
+            )
+        if effects.rejected is not None:
+            return Outcome()  # redelivered, late, or the same status again
+        work.put(raw.key, record)
+        return work.finish(self._outcome(raw, effects, now))
+
+    @staticmethod
+    def _merge(outcome: Outcome, done: Outcome) -> None:
+        outcome.outputs.extend(done.outputs)
+        outcome.internal.extend(done.internal)
 
     def _intents(
         self, raw: RawRecord, current: bytes | None, lookup: Lookup, now: datetime
@@ -233,9 +395,10 @@ class Processor:
         """Notice intents from cell and line detections, each through its
         subscriber's notice policy. A record holds one intent (keyed by its
         subscriber) or a JSON array of intents for subscribers of this
-        partition (`intent_records`)."""
+        partition (`intent_records`). An intent's time moves the partition's
+        clock like an event's."""
         outcome = Outcome()
-        records: dict[bytes, Record] = {}
+        work = _Work(SUBSCRIBERS, raw, current, lookup, self.agendas[SUBSCRIBERS])
         decoded = decode_many(raw, NoticeIntent, now)
         for at, intent in self._each_valid(raw, decoded, outcome):
             assert isinstance(intent, NoticeIntent)
@@ -243,19 +406,13 @@ class Processor:
             if isinstance(sid, Outcome):
                 outcome.outputs.extend(sid.outputs)
                 continue
-            if sid not in records:
-                records[sid] = decode_record(current if sid == raw.key else lookup(sid))
-            records[sid], effects = apply_intent(
-                records[sid], sid.decode("utf-8", "replace"), intent, self.rules, created_at=now
+            self._fire_due(work, intent.event_time.timestamp(), now, outcome)
+            record, effects = apply_intent(
+                work.get(sid), sid.decode("utf-8", "replace"), intent, self.rules, created_at=now
             )
-            done = self._outcome(at, effects, now)
-            outcome.outputs.extend(done.outputs)
-        for sid, record in records.items():
-            if sid == raw.key:
-                outcome.record = encode_record(record)
-            else:
-                outcome.others[sid] = encode_record(record)
-        return outcome
+            work.put(sid, record)
+            self._merge(outcome, self._outcome(at, effects, now))
+        return work.finish(outcome)
 
     def _each_valid(
         self, raw: RawRecord, decoded: Sequence[BaseModel | DeadLetter], outcome: Outcome
@@ -321,14 +478,21 @@ class Processor:
             m.suppressions.labels(d.rule_id, d.reason.value).inc()
         for rule_id, _tier, reason in effects.policy:
             m.suppressions.labels(rule_id, reason.value).inc()
+        for rule_id, transition in effects.transitions:
+            m.transitions.labels(rule_id, transition.value).inc()
         for output in effects.outputs:
             outcome.outputs.append(encode(output))
-            m.latency.observe(max((now - output.event_time).total_seconds(), 0.0))
+            delay = max((now - output.event_time).total_seconds(), 0.0)
+            m.latency.observe(delay)
             if isinstance(output, CustomerNotice):
                 m.notices.labels(
                     output.rule_id, output.tier, output.channel.value, output.severity.value
                 ).inc()
             elif isinstance(output, InterventionTask):
+                if output.change is TaskChange.ESCALATED:
+                    m.escalation_delay.observe(delay)
+                if raw.partition is not None:
+                    self.workload[self._space(output)].track(raw.partition, output)
                 m.tasks.labels(
                     output.rule_id,
                     output.tier,
@@ -345,6 +509,33 @@ class Processor:
             log.error("rule %s failed at %s: %s", rule_id, raw.where, message)
             outcome.outputs.extend(self._dead(raw, "rule_error", message, now, rule_id).outputs)
         return outcome
+
+    @staticmethod
+    def _space(task: InterventionTask) -> str:
+        return SUBSCRIBERS if task.target.type is TargetType.SUBSCRIBER else NETWORK
+
+    def index(self, space: str, partition: int, records: Iterator[tuple[bytes, bytes]]) -> int:
+        """Note the due times and open tasks of a partition's stored records
+        (after it is assigned to this worker); returns the keys with something
+        due. Records written since the assignment are already noted and win."""
+        agenda, workload = self.agendas[space], self.workload[space]
+        found = 0
+        for key, value in records:
+            if b'"due":' not in value:  # nothing due: no decode
+                continue
+            record = decode_record(value)
+            name = key.decode("utf-8", "replace")
+            if name not in agenda.due:
+                agenda.note(partition, name, due_of(record))
+            workload.index(partition, record.get("engine", {}).get("tasks", {}))
+            found += 1
+        return found
+
+    def forget(self, space: str, partition: int) -> None:
+        """A partition moved to another worker: its due work goes with it."""
+        keys = {k for _, k in self.agendas[space].heaps.get(partition, [])}
+        self.agendas[space].forget(partition, keys)
+        self.workload[space].forget(partition)
 
     def _decode(self, raw: RawRecord, model: type[BaseModel], now: datetime) -> BaseModel | Outcome:
         decoded = decode(raw, model, now)

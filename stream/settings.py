@@ -80,6 +80,7 @@ class TopicNames(BaseModel):
     billing_events: str = "billing-events"
     network_quality_events: str = "network-quality-events"
     customer_profiles: str = "customer-profiles"
+    task_updates: str = "task-updates"
     customer_notices: str = "customer-notices"
     intervention_tasks: str = "intervention-tasks"
     dead_letters: str = "dead-letters"
@@ -107,6 +108,16 @@ class Settings(BaseSettings):
     web_port: Annotated[int, Field(ge=1, le=65535)] = 6066
     rules_poll_seconds: Annotated[float, Field(ge=0)] = Field(
         default=2.0, description="How often rule files are checked for changes; 0 = SIGHUP only."
+    )
+    clock_tick_seconds: Annotated[float, Field(ge=0)] = Field(
+        default=5.0,
+        description="How often partitions with due work and no traffic get a clock tick;"
+        " 0 = event time only.",
+    )
+    clock_live_window_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=900.0,
+        description="A partition whose stream time is this close to the wall clock is live:"
+        " its ticks follow the wall clock.",
     )
     metrics_host: str = "127.0.0.1"
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9477
@@ -150,6 +161,7 @@ class Settings(BaseSettings):
                 "billing_events",
                 "network_quality_events",
                 "customer_profiles",
+                "task_updates",
             )
         )
 
@@ -161,9 +173,21 @@ class Settings(BaseSettings):
 
     def internal_topic(self, name: str) -> str:
         """Topics only Forewarn reads and writes, named after the app id:
-        `notice-intents` (subscriber-keyed) and `cell-membership` (cell-keyed)."""
+        `notice-intents` (subscriber-keyed), `cell-membership` (cell-keyed),
+        `task-updates-network` (task updates for cells and lines, keyed by
+        target), and `clock-subscribers`/`clock-network` (the live clock's
+        ticks, one per partition)."""
         return f"{self.topic_prefix}{self.app_id}-{name}"
 
     @property
     def internal_topics(self) -> tuple[str, ...]:
-        return (self.internal_topic("notice-intents"), self.internal_topic("cell-membership"))
+        return tuple(
+            self.internal_topic(name)
+            for name in (
+                "notice-intents",
+                "cell-membership",
+                "task-updates-network",
+                "clock-subscribers",
+                "clock-network",
+            )
+        )

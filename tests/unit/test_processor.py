@@ -93,7 +93,7 @@ def test_profile_moves_send_membership_changes_and_cells_fan_out_to_members() ->
     )
     assert [(t, k) for t, k, _ in out.internal] == [(p.membership, b"C1")]
     members = p.network(
-        RawRecord(p.membership, 0, 1, b"C1", out.internal[0][2]), None, lambda: None
+        RawRecord(p.membership, 0, 1, b"C1", out.internal[0][2]), None
     ).members
     assert decode_members(members) == ["s1"]
     moved = p.subscriber(
@@ -118,7 +118,7 @@ def test_profile_moves_send_membership_changes_and_cells_fan_out_to_members() ->
         step = p.network(
             RawRecord(p.network_quality, 0, i, b"C1", json.dumps(event).encode()),
             record,
-            lambda: members,
+            members=lambda key: members,
         )
         record = step.record
         intents += [v for t, _, v in step.internal if t == p.intents]

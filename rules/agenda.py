@@ -1,0 +1,58 @@
+"""The event-time clock of a key space: per partition, the stream time (the
+latest event time seen) and the keys with something due (a task's promise,
+a notice held for quiet hours), earliest first. `rules.session` and the
+worker's processor keep one per key space and call the same steps
+(`rules.records.apply_clock`) on the keys it says are due, so replay and the
+worker fire the same due work.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+
+class Agenda:
+    """Keys with something due, per partition, earliest first (a heap with
+    stale entries skipped), and each partition's stream time."""
+
+    def __init__(self) -> None:
+        self.clock: dict[int, float] = {}
+        self.heaps: dict[int, list[tuple[float, str]]] = {}
+        self.due: dict[str, float] = {}
+
+    def note(self, partition: int, key: str, due: float | None) -> None:
+        if due is None:
+            self.due.pop(key, None)
+            return
+        if self.due.get(key) != due:
+            self.due[key] = due
+            heapq.heappush(self.heaps.setdefault(partition, []), (due, key))
+
+    def advance(self, partition: int, t: float) -> float:
+        now = max(self.clock.get(partition, t), t)
+        self.clock[partition] = now
+        return now
+
+    def pop_due(self, partition: int, now: float) -> list[str]:
+        heap = self.heaps.get(partition, [])
+        keys: list[str] = []
+        while heap and heap[0][0] <= now:
+            due, key = heapq.heappop(heap)
+            if self.due.get(key) == due:
+                del self.due[key]
+                keys.append(key)
+        return keys
+
+    def forget(self, partition: int, keys: set[str]) -> None:
+        """Drop a partition that moved to another worker."""
+        self.clock.pop(partition, None)
+        self.heaps.pop(partition, None)
+        for key in keys:
+            self.due.pop(key, None)
+
+    def pending(self, partition: int) -> float | None:
+        """The earliest due time noted in `partition`, if any."""
+        heap = self.heaps.get(partition, [])
+        while heap and self.due.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)  # stale: the key's due time changed or was handled
+        return heap[0][0] if heap else None
