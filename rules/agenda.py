@@ -1,6 +1,11 @@
 """The event-time clock of a key space: per partition, the stream time (the
 latest event time seen) and the keys with something due (a task's promise,
-a notice held for quiet hours), earliest first. `rules.session` and the
+a notice held for quiet hours), earliest first. Due work fires when the
+clock reaches it: before an input is applied (its time moves the clock),
+and again after it (it may have left something already due, e.g. a task
+opened by a late event whose promise the clock has passed), so the work
+that fires does not depend on the order in which the topics of a
+partition happen to be read. `rules.session` and the
 worker's processor keep one per key space and call the same steps
 (`rules.records.apply_clock`) on the keys it says are due, so replay and the
 worker fire the same due work.
@@ -28,12 +33,19 @@ class Agenda:
             self.due[key] = due
             heapq.heappush(self.heaps.setdefault(partition, []), (due, key))
 
-    def advance(self, partition: int, t: float) -> float:
-        now = max(self.clock.get(partition, t), t)
-        self.clock[partition] = now
+    def advance(self, partition: int, t: float | None) -> float | None:
+        """Move the partition's clock to `t` (never back); None keeps it
+        where it is. Returns the clock, None while no time is known."""
+        now = self.clock.get(partition)
+        if t is not None and (now is None or t > now):
+            now = self.clock[partition] = t
         return now
 
-    def pop_due(self, partition: int, now: float) -> list[str]:
+    def pop_due(self, partition: int, now: float | None) -> list[str]:
+        """The keys due by `now`, earliest first; they leave the agenda (a
+        key is noted again when its record is written)."""
+        if now is None:
+            return []
         heap = self.heaps.get(partition, [])
         keys: list[str] = []
         while heap and heap[0][0] <= now:

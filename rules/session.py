@@ -124,6 +124,7 @@ class Session:
         )
         self._put(space, key, record)
         self._take(effects, step)
+        self._advance(space, self.partition_of(key), None, step)
         return step
 
     def task_update(self, update: TaskUpdate) -> Step:
@@ -143,6 +144,7 @@ class Session:
         if effects.rejected is None:
             self._put(space, key, record)
         self._take(effects, step)
+        self._advance(space, self.partition_of(key), None, step)
         return step
 
     def tick(self, now: datetime) -> Step:
@@ -155,11 +157,12 @@ class Session:
                 self._advance(space, partition, t, step)
         return step
 
-    def _advance(self, space: str, partition: int, t: float, step: Step) -> None:
+    def _advance(self, space: str, partition: int, t: float | None, step: Step) -> None:
+        """Move the partition's clock to `t` (None: leave it) and handle what is due."""
         agenda = self.agendas[space]
         now = agenda.advance(partition, t)
         due = agenda.pop_due(partition, now)
-        if not due:
+        if not due or now is None:
             return
         clock = datetime.fromtimestamp(now, UTC)
         for key in due:
@@ -191,6 +194,7 @@ class Session:
         )
         self._put(SUBSCRIBERS, sub, new)
         step.add(delivered)
+        self._advance(SUBSCRIBERS, self.partition_of(sub), None, step)
 
     def _store(self, space: str) -> Store:
         return self.subscribers if space == SUBSCRIBERS else self.network

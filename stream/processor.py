@@ -302,19 +302,20 @@ class Processor:
             )
             work.put(raw.key, record)
             self._merge(outcome, self._outcome(at, effects, now))
+            self._fire_due(work, None, now, outcome)
             self.metrics.processing.labels("engine").observe(time.perf_counter() - start)
         return work.finish(outcome)
 
-    def _fire_due(self, work: _Work, t: float, now: datetime, outcome: Outcome) -> None:
-        """Move the partition's clock to `t` and handle every key of the
-        partition with something due by then (`rules.agenda`)."""
+    def _fire_due(self, work: _Work, t: float | None, now: datetime, outcome: Outcome) -> None:
+        """Move the partition's clock to `t` (None: leave it) and handle
+        every key of the partition with something due by then (`rules.agenda`)."""
         partition = work.raw.partition
         if partition is None:
             return
         agenda = self.agendas[work.space]
         clock = agenda.advance(partition, t)
         due = agenda.pop_due(partition, clock)
-        if not due:
+        if not due or clock is None:
             return
         at = datetime.fromtimestamp(clock, UTC)
         for key in due:
@@ -382,7 +383,9 @@ class Processor:
         if effects.rejected is not None:
             return Outcome()  # redelivered, late, or the same status again
         work.put(raw.key, record)
-        return work.finish(self._outcome(raw, effects, now))
+        outcome = self._outcome(raw, effects, now)
+        self._fire_due(work, None, now, outcome)
+        return work.finish(outcome)
 
     @staticmethod
     def _merge(outcome: Outcome, done: Outcome) -> None:
@@ -412,6 +415,7 @@ class Processor:
             )
             work.put(sid, record)
             self._merge(outcome, self._outcome(at, effects, now))
+            self._fire_due(work, None, now, outcome)
         return work.finish(outcome)
 
     def _each_valid(

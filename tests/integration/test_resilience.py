@@ -268,7 +268,7 @@ def test_state_dependent_rules_fire_across_a_kill_9_and_a_lost_disk(
 
 
 def output_id(output: dict[str, Any]) -> str:
-    """A notice's id; a task's id and status (its updates share the id)."""
+    """A notice's id; a task change's id (a task's changes share its task_id)."""
     if "notice_id" in output:
         return str(output["notice_id"])
-    return f"{output['task_id']}/{output['status']}"
+    return str(output["update_id"])

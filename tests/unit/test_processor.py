@@ -92,9 +92,7 @@ def test_profile_moves_send_membership_changes_and_cells_fan_out_to_members() ->
         raw("customer_profiles", "s1", {"subscriber_id": "s1", "home_cell_id": "C1"}), None
     )
     assert [(t, k) for t, k, _ in out.internal] == [(p.membership, b"C1")]
-    members = p.network(
-        RawRecord(p.membership, 0, 1, b"C1", out.internal[0][2]), None
-    ).members
+    members = p.network(RawRecord(p.membership, 0, 1, b"C1", out.internal[0][2]), None).members
     assert decode_members(members) == ["s1"]
     moved = p.subscriber(
         raw("customer_profiles", "s1", {"subscriber_id": "s1", "home_cell_id": "C2"}), out.record
