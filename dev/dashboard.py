@@ -242,6 +242,71 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
         ),
     ),
     (
+        "Care loop",
+        (
+            Panel(
+                "Open and overdue tasks by queue",
+                "Tasks open in the work systems' queues, and those whose promise (due_by) was"
+                " missed and are still not done. Overdue tasks that keep growing mean a team"
+                " cannot keep its promises: see the ForewarnTasksOverdueGrowing runbook.",
+                "short",
+                (
+                    q(
+                        'sum by (queue) (forewarn_tasks_open{instance=~"$instance"})',
+                        "open {{queue}}",
+                    ),
+                    q(
+                        'sum by (queue) (forewarn_tasks_overdue{instance=~"$instance"})',
+                        "overdue {{queue}}",
+                    ),
+                ),
+            ),
+            Panel(
+                "Task transitions",
+                "Task lifecycle per second: opened, escalated (promise missed or work failed),"
+                " closed by feedback (done or cancelled by the work system), closed by clearing"
+                " (investigations whose condition cleared), condition cleared (told to the"
+                " team; the task stays open).",
+                "ops",
+                (
+                    q(
+                        "sum by (transition) (rate(forewarn_task_transitions_total"
+                        f'{{rule=~"$rule", instance=~"$instance"}}{RATE}))',
+                        "{{transition}}",
+                    ),
+                ),
+            ),
+            Panel(
+                "Task feedback by result",
+                "Reports from work systems on task-updates per second: applied, or not (unknown"
+                " task: a dead letter; task closed or no change: a redelivery).",
+                "ops",
+                (
+                    q(
+                        "sum by (result) (rate(forewarn_task_feedback_total"
+                        f'{{instance=~"$instance"}}{RATE}))',
+                        "{{result}}",
+                    ),
+                ),
+            ),
+            Panel(
+                "Escalation delay",
+                "From a task's due time to its escalation being sent: p50 and p99. Ticks"
+                " drive it on quiet partitions; it should stay under 60 s.",
+                "s",
+                tuple(
+                    q(
+                        f"histogram_quantile({p}, sum by (le)"
+                        " (rate(forewarn_task_escalation_delay_seconds_bucket"
+                        f'{{instance=~"$instance"}}[1h])))',
+                        f"p{int(p * 100)}",
+                    )
+                    for p in (0.5, 0.99)
+                ),
+            ),
+        ),
+    ),
+    (
         "Kafka and state",
         (
             Panel(

@@ -57,6 +57,47 @@ def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_task_update(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from pydantic import ValidationError
+
+    from schemas import TaskUpdate
+    from stream.feed import send_task_update
+
+    kind, _, target = args.target.partition(":")
+    try:
+        update = TaskUpdate.model_validate(
+            {
+                "task_id": args.task_id,
+                "status": args.status,
+                "at": args.at or datetime.now(UTC).isoformat(),
+                "target": {"type": kind, "id": target},
+                "outcome": args.outcome,
+                "note": args.note,
+                "reported_by": args.by,
+            },
+            strict=False,
+        )
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False, include_input=False):
+            where = ".".join(str(p) for p in err["loc"])
+            print(f"forewarn task update: {where}: {err['msg']}", file=sys.stderr)
+        return 2
+    send_task_update(settings, update)
+    print(f"sent {update.status.value} for task {update.task_id} ({args.target})")
+    return 0
+
+
+def cmd_work_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from stream.feed import simulate_work
+
+    with contextlib.suppress(KeyboardInterrupt):
+        sent = simulate_work(settings, seed=args.seed, max_seconds=args.seconds)
+        print(f"sent {sent} task updates", file=sys.stderr)
+    return 0
+
+
 def _rule_paths(settings: Settings, paths: list[str] | None) -> list[Path]:
     return [Path(p) for p in paths] if paths else list(settings.rule_paths)
 
@@ -230,6 +271,33 @@ def _replay_parser(sub: Any) -> None:
     rp.set_defaults(func=cmd_replay)
 
 
+def _task_parsers(sub: Any) -> None:
+    task = sub.add_parser("task", help="report on intervention tasks, as a work system does")
+    task_sub = task.add_subparsers(dest="task_command", required=True)
+    up = task_sub.add_parser("update", help="send one report on a task to task-updates")
+    up.add_argument("task_id", help="the task's task_id")
+    up.add_argument(
+        "--target", required=True, help="the task's target as TYPE:ID, e.g. broadband_line:L1"
+    )
+    up.add_argument(
+        "--status",
+        required=True,
+        choices=["acknowledged", "in_progress", "done", "failed", "cancelled"],
+        help="what happened to the work",
+    )
+    up.add_argument("--outcome", default=None, help="a short outcome code, e.g. repaired")
+    up.add_argument("--note", default=None, help="free text for the record (500 chars max)")
+    up.add_argument("--by", default="cli", help="who reports it (default: cli)")
+    up.add_argument("--at", default=None, help="when (RFC 3339 with offset; default: now)")
+    up.set_defaults(func=cmd_task_update)
+    work = sub.add_parser("work", help="simulated work systems, for demos")
+    work_sub = work.add_subparsers(dest="work_command", required=True)
+    simw = work_sub.add_parser("simulate", help="answer opened tasks with simulated reports")
+    simw.add_argument("--seed", type=int, default=7, help="which tasks go late or fail")
+    simw.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    simw.set_defaults(func=cmd_work_simulate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="forewarn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -292,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=cmd_simulate)
 
     _replay_parser(sub)
+    _task_parsers(sub)
 
     tail = sub.add_parser("tail", help="print notices, tasks and dead letters as they arrive")
     tail.add_argument("--seconds", type=float, default=None)

@@ -2,7 +2,9 @@
 sends replay-format JSONL (`{"topic", "key", "value"}`) to the broker,
 `forewarn tail` prints what arrives on the output topics, and `forewarn
 watch` is the live terminal view of `make run`: counts per rule and tier
-and the latest notices and tasks, redrawn every second."""
+and the latest notices and tasks, redrawn every second. `forewarn task
+update` sends one work-system report by hand and `forewarn work simulate`
+plays simulated work systems answering the tasks."""
 
 from __future__ import annotations
 
@@ -11,12 +13,15 @@ import sys
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import Any, TextIO
 
 from kafka import KafkaConsumer, KafkaProducer
 
+from schemas import InterventionTask, TaskUpdate
 from stream.connection import kafka_python_config
 from stream.settings import Settings, TopicNames
+from stream.worksim import WorkSimulator
 
 
 def physical_topic(settings: Settings, logical: str) -> str:
@@ -73,6 +78,67 @@ def produce(settings: Settings, lines: Iterable[str], rate: float | None = None)
     return sent
 
 
+def send_task_update(settings: Settings, update: TaskUpdate) -> None:
+    """One work-system report on `task-updates`, keyed by the task's target id."""
+    producer = KafkaProducer(**kafka_python_config(settings), acks="all")
+    try:
+        producer.send(
+            settings.topic("task_updates"),
+            key=update.target.id.encode(),
+            value=update.model_dump_json(exclude_none=True).encode(),
+        ).get(timeout=30)
+    finally:
+        producer.close()
+
+
+def simulate_work(
+    settings: Settings,
+    seed: int = 7,
+    max_seconds: float | None = None,
+    from_start: bool = False,
+) -> int:
+    """Simulated work systems on the live topics (`make run`): answer the
+    tasks Forewarn opens with `stream.worksim`'s scripts, each report sent
+    once the stream's time (the latest event time of an output seen) has
+    reached it. Returns the number of reports sent."""
+    work = WorkSimulator(seed)
+    consumer = KafkaConsumer(
+        settings.topic("intervention_tasks"),
+        settings.topic("customer_notices"),
+        **kafka_python_config(settings),
+        auto_offset_reset="earliest" if from_start else "latest",
+        enable_auto_commit=False,
+        group_id=None,
+        consumer_timeout_ms=500,
+    )
+    producer = KafkaProducer(**kafka_python_config(settings), linger_ms=5, acks="all")
+    sent = 0
+    now: datetime | None = None
+    deadline = time.monotonic() + max_seconds if max_seconds else None
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            for msg in consumer:
+                doc = json.loads(msg.value or b"null")
+                if not isinstance(doc, dict) or "event_time" not in doc:
+                    continue
+                if "task_id" in doc:
+                    work.observe([InterventionTask.model_validate(doc)])
+                at = datetime.fromisoformat(doc["event_time"])
+                now = at if now is None or at > now else now
+                for update in work.due(now):
+                    producer.send(
+                        settings.topic("task_updates"),
+                        key=update.target.id.encode(),
+                        value=update.model_dump_json(exclude_none=True).encode(),
+                    )
+                    sent += 1
+    finally:
+        producer.flush()
+        producer.close()
+        consumer.close()
+    return sent
+
+
 def output_consumer(settings: Settings, timeout_ms: int) -> KafkaConsumer:
     """A groupless consumer of the output topics, from now on."""
     topics = [settings.topic(t) for t in ("customer_notices", "intervention_tasks", "dead_letters")]
@@ -113,7 +179,8 @@ def format_output(topic: str, value: bytes | None) -> str:
         )
     if "task_id" in doc:
         return (
-            f"TASK   {doc['rule_id']}/{doc['tier']} {doc['status']} {doc['queue']}/"
+            f"TASK   {doc['rule_id']}/{doc['tier']} {doc.get('change', '')} {doc['status']} "
+            f"{doc['queue']}/"
             f"{doc['action']} {doc['priority']} {doc['target']['type']}="
             f"{doc['target']['id']}: {doc['summary']}\n"
         )

@@ -487,7 +487,8 @@ class Processor:
         for output in effects.outputs:
             outcome.outputs.append(encode(output))
             delay = max((now - output.event_time).total_seconds(), 0.0)
-            m.latency.observe(delay)
+            if is_detection(output):
+                m.latency.observe(delay)
             if isinstance(output, CustomerNotice):
                 m.notices.labels(
                     output.rule_id, output.tier, output.channel.value, output.severity.value
@@ -559,6 +560,15 @@ class Processor:
             self.metrics.invalid.labels(self.sources.get(raw.topic, "unknown"), kind).inc()
         self.metrics.dead_letters.labels(kind).inc()
         return Outcome(outputs=[encode(dead_letter(raw, kind, message, now, rule_id))])
+
+
+def is_detection(output: CustomerNotice | InterventionTask) -> bool:
+    """Outputs whose event time is the detecting event's, for the detection
+    latency: not a notice released after quiet hours, an escalation (its
+    own histogram) or a work system's report."""
+    if isinstance(output, CustomerNotice):
+        return output.deliver_after is None
+    return output.change not in (TaskChange.ESCALATED, TaskChange.FEEDBACK)
 
 
 def partition_of(key: bytes, partitions: int) -> int:

@@ -100,7 +100,7 @@ def test_worker_outputs_equal_replay_outputs_with_the_same_ids(
     expected = replayed(profiles() + events(), settings)
     notices = [o for o in expected if o["topic"] == "customer-notices"]
     tasks = [o for o in expected if o["topic"] == "intervention-tasks"]
-    assert len(notices) == 19 and len(tasks) == 14  # the scenario covers every tier
+    assert len(notices) == 18 and len(tasks) == 12  # the scenario covers every tier
 
     send_profiles_and_wait(kafka, settings, profiles())
     for r in events():
@@ -121,13 +121,17 @@ def test_worker_outputs_equal_replay_outputs_with_the_same_ids(
     assert metric(m, "forewarn_rule_firings_total", rule="cell-degradation", tier="red") == 1
     assert metric(m, "forewarn_notices_total") == len(notices)
     assert metric(m, "forewarn_notices_total", channel="voice_call") == 2
-    assert metric(m, "forewarn_tasks_total", queue="fraud", priority="P1", status="open") == 1
+    assert metric(m, "forewarn_tasks_total", queue="fraud", priority="P1", status="open") == 2
     for rule in rules_fired:  # per rule and tier, as the dashboard shows them
         assert metric(m, "forewarn_notices_total", rule=rule) == sum(
             n["rule_id"] == rule for n in notices
         )
-    assert metric(m, "forewarn_tasks_total", rule="abnormal-charges", tier="extreme") == 1
-    assert metric(m, "forewarn_detection_latency_seconds_count") == len(notices) + len(tasks)
+    assert metric(m, "forewarn_tasks_total", rule="abnormal-charges", tier="extreme") == 2
+    detections = len(notices) + sum(t["change"] not in ("escalated", "feedback") for t in tasks)
+    assert metric(m, "forewarn_detection_latency_seconds_count") == detections
+    assert metric(m, "forewarn_task_escalation_delay_seconds_count") == sum(
+        t["change"] == "escalated" for t in tasks
+    )
     assert metric(m, "forewarn_dead_letters_total") == 0
     assert metric(m, "forewarn_rules_loaded") == 7
     assert metric(m, "forewarn_rule_series") == 7  # the default rules share nothing
