@@ -39,6 +39,7 @@ from typing import Any, NamedTuple
 
 from rules.identity import detection_id, resolution_id
 from rules.model import Audience, DedupScope, KeyField, Source
+from rules.places import local_timezone
 from rules.ruleset import Persist, Plan, Rule, RuleSet, Tier
 from rules.tasks import (
     Book,
@@ -112,6 +113,14 @@ class Result(TaskEffects):
     evaluated: list[str] = field(default_factory=list)
     fired: list[tuple[str, str]] = field(default_factory=list)
     failures: list[RuleFailure] = field(default_factory=list)
+
+
+def where_now(event: InputEvent) -> str | None:
+    """The timezone the subscriber is in, when the event says so: its own
+    `timezone`, else the roaming country's (`rules.places`)."""
+    if isinstance(event, UsageEvent):
+        return event.timezone or local_timezone(event.roaming_country)
+    return None
 
 
 def source_of(event: InputEvent) -> Source:
@@ -535,6 +544,7 @@ class _RuleRun:
             category=self.rule.spec.category,
             part=part,
             opening_id=opening,
+            timezone=where_now(ev),
             facts=facts,
             event_time=ev.event_time,
             source_event_ids=sources,

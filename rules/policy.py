@@ -14,7 +14,8 @@ Stages, in order (each small, each names its reason):
   5. channel      — the preferred channel; elderly customers get warning-or-worse
                     notices by voice call, with the simpler wording (a resolution is
                     info, so it goes by the preferred channel)
-  6. quiet_hours  — non-critical notices inside quiet hours (subscriber's timezone)
+  6. quiet_hours  — non-critical notices inside quiet hours (where the subscriber is:
+                    the event's timezone or roaming country, else the profile's)
                     are held in the subscriber's state and sent when quiet hours end
                     (`release`), with `deliver_after` set to that time; a held
                     notice whose episode resolves meanwhile is dropped (`superseded`)
@@ -127,9 +128,13 @@ def _channel(intent: NoticeIntent, profile: CustomerProfile) -> tuple[Channel, b
     return profile.preferred_channel, False
 
 
-def quiet_hours_end(event_time: datetime, profile: CustomerProfile) -> datetime | None:
-    """The end of the quiet period `event_time` falls in, or None."""
-    tz = ZoneInfo(profile.timezone)
+def quiet_hours_end(
+    event_time: datetime, profile: CustomerProfile, where: str | None = None
+) -> datetime | None:
+    """The end of the quiet period `event_time` falls in, or None. Quiet
+    hours are the profile's, in the timezone the subscriber is in (`where`,
+    when the event said so: roaming) or else the profile's."""
+    tz = ZoneInfo(where or profile.timezone)
     local = event_time.astimezone(tz)
     start, end = profile.quiet_hours.minutes()
     if start == end:
@@ -200,7 +205,9 @@ def deliver(
     if intent.part is NoticePart.OPENING and intent.detection_id not in policy.get("told", []):
         policy["told"] = [*policy.get("told", [])[-(TOLD_MEMORY - 1) :], intent.detection_id]
     release_at = (
-        quiet_hours_end(intent.event_time, profile) if severity is not Severity.CRITICAL else None
+        quiet_hours_end(intent.event_time, profile, intent.timezone)
+        if severity is not Severity.CRITICAL
+        else None
     )
     if release_at is not None and not again:
         held = {

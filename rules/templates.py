@@ -1,7 +1,7 @@
 """Notice and task texts: Jinja2 templates in a sandbox, compiled and checked
 at load time. Templates see the detection's facts (measures, baseline, change,
-event fields) and two filters: `pct` (0.853 -> "85%") and `num` (1234.5 ->
-"1,234.5")."""
+event fields) and three filters: `pct` (0.853 -> "85%"), `num` (1234.5 ->
+"1,234.5") and `country` ("FR" -> "France"; `country('zh-CN')` -> "法国")."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from rules.places import country_name
 
 
 def _missing(filter_name: str) -> ValueError:
@@ -36,6 +38,7 @@ def _environment() -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
     env.filters["pct"] = _pct
     env.filters["num"] = _num
+    env.filters["country"] = country_name
     return env
 
 

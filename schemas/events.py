@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import Annotated, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=128)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -70,7 +71,22 @@ class UsageEvent(_InputEvent):
     roaming_country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] | None = Field(
         default=None, description="ISO 3166-1 alpha-2; absent = home network."
     )
+    timezone: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        default=None,
+        description="IANA timezone where the subscriber is, when the network knows it"
+        " (e.g. from the visited network); quiet hours follow it.",
+    )
     cell_id: NonEmpty | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(f"unknown IANA timezone {value!r}") from exc
+        return value
 
 
 class BillingEvent(_InputEvent):

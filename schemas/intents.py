@@ -45,6 +45,7 @@ class NoticeIntent(BaseModel):
     category: str
     part: NoticePart = NoticePart.OPENING
     opening_id: str | None = None  # the opening detection this notice follows up
+    timezone: str | None = None  # where the subscriber is, when the event says so (roaming)
     facts: dict[str, Any]
     event_time: AwareDatetime
     source_event_ids: tuple[str, ...]

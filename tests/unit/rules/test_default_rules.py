@@ -208,11 +208,12 @@ def test_roaming_welcome_once_per_country_per_day(session: Session) -> None:
     got = run(
         session,
         [
-            usage(1, 1, country="FR"),
-            usage(2, 1, country="FR"),
-            usage(3, 1),
-            usage(4, 1, country="FR"),
-            usage(5, 1, country="DE"),
+            # 17:00 at home, 10:00 in Paris: not quiet where the subscriber is
+            usage(1, 1, minutes=421, country="FR"),
+            usage(2, 1, minutes=422, country="FR"),
+            usage(3, 1, minutes=423),
+            usage(4, 1, minutes=424, country="FR"),
+            usage(5, 1, minutes=425, country="DE"),
         ],
     )
     assert got == [
