@@ -237,31 +237,38 @@ def release(
     *,
     created_at: datetime | None = None,
     renderer: Renderer | None = None,
-) -> tuple[dict[str, Any], list[CustomerNotice]]:
+) -> tuple[dict[str, Any], list[CustomerNotice], list[tuple[str, str]]]:
     """The held notices whose quiet hours have ended by `now`, in the order
-    they were held; `deliver_after` is the end of the quiet hours."""
+    they were held; `deliver_after` is the end of the quiet hours. A held
+    notice whose text fails to render is dropped and reported as
+    (rule id, message)."""
     policy: dict[str, Any] = dict(state or {})
     held = policy.get("held", [])
     t = now.timestamp()
     due = [h for h in held if h["release"] <= t]
     if not due:
-        return policy, []
+        return policy, [], []
     rest = [h for h in held if h["release"] > t]
     if rest:
         policy["held"] = rest
     else:
         policy.pop("held", None)
-    notices = []
+    notices, failures = [], []
     for h in due:
         intent = NoticeIntent.model_validate(h["intent"])
         tier = _tier(rules, intent)
         if tier is None or texts_for(tier, intent.part) is None:
             continue  # the rule went away while the notice was held
         at = datetime.fromtimestamp(h["release"], UTC)
-        notices.append(
-            _render(intent, tier, profile, h["nid"], at, created_at or at, renderer or _RENDERER)
-        )
-    return policy, notices
+        try:
+            notices.append(
+                _render(
+                    intent, tier, profile, h["nid"], at, created_at or at, renderer or _RENDERER
+                )
+            )
+        except Exception as exc:  # one failing text costs only its notice
+            failures.append((intent.rule_id, f"notice text: {type(exc).__name__}: {exc}"))
+    return policy, notices, failures
 
 
 def next_release(state: dict[str, Any] | None) -> float | None:

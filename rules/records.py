@@ -198,8 +198,11 @@ def _release(
 ) -> Record:
     if not record.get("policy", {}).get("held"):
         return record
-    policy, notices = release(record.get("policy"), profile, now, rules, created_at=created_at)
+    policy, notices, failures = release(
+        record.get("policy"), profile, now, rules, created_at=created_at
+    )
     effects.outputs.extend(notices)
+    effects.failures.extend(failures)
     return {**record, "policy": policy}
 
 
@@ -314,7 +317,13 @@ def _deliver(
     created_at: datetime | None,
     effects: Effects,
 ) -> Record:
-    policy, delivery = deliver(record.get("policy"), profile, intent, rules, created_at=created_at)
+    try:
+        policy, delivery = deliver(
+            record.get("policy"), profile, intent, rules, created_at=created_at
+        )
+    except Exception as exc:  # a notice text that fails costs only this notice
+        effects.failures.append((intent.rule_id, f"notice text: {type(exc).__name__}: {exc}"))
+        return record
     effects.policy.extend((intent.rule_id, intent.tier, r) for r in delivery.reasons)
     effects.policy.extend((d.rule_id, d.tier, PolicyReason.SUPERSEDED) for d in delivery.dropped)
     if delivery.notice is not None:

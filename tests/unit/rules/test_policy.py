@@ -79,7 +79,7 @@ def test_channel_and_quiet_hours(
         assert sent is None
         early = deliver_after - timedelta(minutes=1)
         assert release(state, profile, early, RULES)[1] == []
-        state, released = release(state, profile, deliver_after, RULES)
+        state, released, _ = release(state, profile, deliver_after, RULES)
         assert len(released) == 1 and "held" not in state
         sent = released[0]
     assert sent is not None
