@@ -5,6 +5,13 @@ silently wins. Rule authors should never get those surprises, so we compose
 the node tree ourselves and resolve scalars strictly: `true`/`false`, `null`,
 decimal numbers and strings only; YAML 1.1 booleans, base-60 numbers, anchors
 with merge keys and duplicate keys are diagnostics.
+
+A rule file may be hostile (or just wrong), and a worker reloads rule files
+while it runs, so parsing is bounded before anything is built: a first pass
+over the parser's events (iterative, no recursion) refuses anchors and
+aliases (a 530-byte "billion laughs" file would otherwise expand to
+gigabytes), nesting deeper than `MAX_DEPTH` and more than `MAX_NODES`
+values, each at its line and column, before the node tree is composed.
 """
 
 from __future__ import annotations
@@ -16,6 +23,9 @@ from typing import Any
 import yaml
 
 Path = tuple[str | int, ...]
+MAX_DEPTH = 24  # a rule nests 6 levels at most; expressions live in strings
+MAX_NODES = 200_000  # thousands of rules; far beyond any real rule file
+MAX_BYTES = 1024 * 1024  # a file of 1,000 rules is about 1 MB
 
 _INT = re.compile(r"^[-+]?(0|[1-9][0-9_]*)$")
 _FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
@@ -132,9 +142,72 @@ def _build(node: yaml.Node, doc: Document, path: Path) -> Any:
     raise TypeError(f"unexpected YAML node {node!r}")  # pragma: no cover
 
 
+def _event_mark(event: yaml.Event) -> Mark:
+    mark = event.start_mark
+    return Mark(mark.line + 1, mark.column + 1) if mark is not None else Mark(1, 1)
+
+
+def _prescan(text: str) -> list[tuple[Mark, Path, str]]:
+    """Refuse what would make building the document unbounded (see the
+    module docstring). Syntax errors are left to the composer, which
+    reports them with their position."""
+    depth = nodes = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                return [
+                    (
+                        _event_mark(event),
+                        (),
+                        "anchors and aliases (&name, *name) are not supported in rule files;"
+                        " write the values out",
+                    )
+                ]
+            if isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    return [
+                        (
+                            _event_mark(event),
+                            (),
+                            f"nested more than {MAX_DEPTH} levels deep; a rule file needs"
+                            " at most 6",
+                        )
+                    ]
+            elif isinstance(event, yaml.SequenceEndEvent | yaml.MappingEndEvent):
+                depth -= 1
+            elif isinstance(event, yaml.ScalarEvent):
+                nodes += 1
+                if nodes > MAX_NODES:
+                    return [
+                        (
+                            _event_mark(event),
+                            (),
+                            f"more than {MAX_NODES:,} values; split the rules into several files",
+                        )
+                    ]
+    except yaml.YAMLError:
+        return []
+    return []
+
+
 def parse_document(text: str) -> Document:
     """Parse one YAML document strictly. Syntax errors become a problem at the
-    position the YAML parser reports, with `data` set to None."""
+    position the YAML parser reports, with `data` set to None; so do the
+    bounds of `_prescan`."""
+    if len(text) > MAX_BYTES:
+        doc = Document(data=None)
+        doc.problems.append(
+            (
+                Mark(1, 1),
+                (),
+                f"larger than {MAX_BYTES // 1024} KiB; split the rules into several files",
+            )
+        )
+        return doc
+    refused = _prescan(text)
+    if refused:
+        return Document(data=None, problems=refused)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -143,9 +216,9 @@ def parse_document(text: str) -> Document:
         doc = Document(data=None)
         doc.problems.append((pos, (), f"YAML syntax error: {exc.problem or exc}"))
         return doc
-    except yaml.YAMLError as exc:
+    except yaml.YAMLError as exc:  # never the file's text: it may not be a rule file
         doc = Document(data=None)
-        doc.problems.append((Mark(1, 1), (), f"YAML error: {exc}"))
+        doc.problems.append((Mark(1, 1), (), f"YAML error: {type(exc).__name__}"))
         return doc
     doc = Document(data=None)
     if node is not None:

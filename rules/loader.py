@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rules.diagnostics import RuleDiagnostic
-from rules.document import Document, Mark, parse_document
+from rules.document import MAX_BYTES, Document, Mark, parse_document
 from rules.model import RuleFile, RuleSpec
 from rules.ruleset import Rule, RuleSet, compile_rule
 
@@ -90,9 +90,22 @@ def _order(d: RuleDiagnostic) -> tuple[str, int, int]:
 def load_file(file: Path) -> tuple[list[tuple[Rule, Mark]], list[RuleDiagnostic]]:
     name = str(file)
     try:
+        size = file.stat().st_size
+        if size > MAX_BYTES:  # checked before reading: a 50 MB file is never read
+            return [], [
+                RuleDiagnostic(
+                    name,
+                    1,
+                    1,
+                    f"{size:,} bytes, larger than {MAX_BYTES // 1024} KiB;"
+                    " split the rules into several files",
+                )
+            ]
         text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return [], [RuleDiagnostic(name, 1, 1, f"cannot read: {exc}")]
+    except UnicodeDecodeError:
+        return [], [RuleDiagnostic(name, 1, 1, "cannot read: not UTF-8 text")]
+    except OSError as exc:
+        return [], [RuleDiagnostic(name, 1, 1, f"cannot read: {exc.strerror or exc}")]
     doc = parse_document(text)
     located = Locator(name, doc)
     for mark, path, message in doc.problems:
@@ -102,9 +115,24 @@ def load_file(file: Path) -> tuple[list[tuple[Rule, Mark]], list[RuleDiagnostic]
             located.add_at(Mark(1, 1), (), "empty rule file; expected a top-level 'rules:' list")
         return [], located.diagnostics
     data = doc.data
-    if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
+    if not isinstance(data, dict) or "rules" not in data:
+        # Not a rule file (a wrong path, another file): say so without
+        # echoing any of its content.
+        located.add_at(
+            Mark(1, 1), (), "not a rule file: expected a top-level mapping with a 'rules:' list"
+        )
+        return [], located.diagnostics
+    for key in data:
+        if key != "rules":
+            shown = key if len(key) <= 40 else key[:37] + "..."
+            located.add_at(
+                doc.mark((key,)),
+                (key,),
+                f"unknown top-level key {shown!r}; a rule file has only 'rules:'",
+            )
+    if not isinstance(data.get("rules"), list):
         try:
-            RuleFile.model_validate(data)
+            RuleFile.model_validate({"rules": data["rules"]})
         except ValidationError as exc:
             for err in exc.errors(include_url=False):
                 located.add_validation_error(err)

@@ -169,6 +169,7 @@ class Wiring:
         self.watching: dict[tuple[str, int], Since] = {}  # position, unchanged since
         self.recovery: Progress = None  # changelog records remaining, since when
         self.metrics_queues: set[str] = set()  # queues with open tasks at the last look
+        self.rules_lock = asyncio.Lock()
         self.outputs = {
             OutputTopic.CUSTOMER_NOTICES: raw_topic(app, settings.topic("customer_notices")),
             OutputTopic.INTERVENTION_TASKS: raw_topic(app, settings.topic("intervention_tasks")),
@@ -327,12 +328,18 @@ class Wiring:
         self.ready = True
 
     def reload_rules(self) -> None:
-        rules = self.reloader.reload()
-        if rules is not None:
-            self.processor.rules = rules
+        """SIGHUP: load the rule files again, off the event loop."""
+        self.reloading = asyncio.ensure_future(self.load_rules(self.reloader.reload))
 
     async def poll_rules(self) -> None:
-        rules = self.reloader.poll()
+        await self.load_rules(self.reloader.poll)
+
+    async def load_rules(self, load: Any) -> None:
+        """Rule files are read and compiled in a thread: a large or hostile
+        file never stops event processing (parsing is bounded too, see
+        `rules.document`). One load at a time; the swap is atomic."""
+        async with self.rules_lock:
+            rules = await asyncio.to_thread(load)
         if rules is not None:
             self.processor.rules = rules
 

@@ -1,15 +1,16 @@
-"""A notice text that cannot render (a missing value given to `num`) costs
-that rule's notice only: it is reported with the rule's id, and the other
-rules of the same event still deliver theirs."""
+"""Notice texts are checked at load against representative facts, so one
+that would print a missing value is refused with a located diagnostic; one
+that still fails at run time costs that notice only, reported with its
+rule's id."""
 
 from __future__ import annotations
 
-import json
+from datetime import UTC, datetime
 from pathlib import Path
 
-from rules.loader import load_rule_set
-from rules.session import Session
-from schemas import BillingEvent, CustomerNotice
+from rules.loader import LoadResult, load_rule_set
+from rules.records import apply_intent
+from schemas import NoticeIntent, Severity
 
 RULES = """
 rules:
@@ -46,23 +47,39 @@ rules:
 """
 
 
-def test_a_failing_notice_text_costs_only_its_rule(tmp_path: Path) -> None:
-    (tmp_path / "r.yaml").write_text(RULES, encoding="utf-8")
-    rules = load_rule_set([tmp_path]).rule_set
+def load(tmp_path: Path, text: str) -> LoadResult:
+    (tmp_path / "r.yaml").write_text(text, encoding="utf-8")
+    return load_rule_set([tmp_path])
+
+
+def test_a_text_that_would_print_a_missing_value_is_refused_at_load(tmp_path: Path) -> None:
+    result = load(tmp_path, RULES)
+    assert result.rule_set is None
+    assert [(d.rule_id, d.field) for d in result.diagnostics] == [
+        ("careless", "tiers[0].notice.message.en"),
+        ("careless", "tiers[0].notice.message.zh-CN"),
+    ]
+    assert "fails when a value is missing: 'num' got no value" in result.diagnostics[0].message
+
+
+def test_a_text_that_fails_at_run_time_costs_only_its_notice(tmp_path: Path) -> None:
+    """A notice held while its rule was edited to read a name its facts lack."""
+    careful = RULES[RULES.index("  - id: careful") :]
+    rules = load(tmp_path, "rules:\n" + careful).rule_set
     assert rules is not None
-    event = BillingEvent.model_validate_json(
-        json.dumps(
-            {
-                "event_id": "b1",
-                "subscriber_id": "s1",
-                "event_time": "2026-11-20T10:00:00+08:00",
-                "charge_type": "other",
-                "amount": 150,
-            }
-        )
+    intent = NoticeIntent(
+        detection_id="d1",
+        subscriber_id="s1",
+        rule_id="careful",
+        rule_version="old",
+        tier="big",
+        severity=Severity.CRITICAL,
+        category="charges",
+        facts={"charged": 150.0},  # written before the rule read `baseline`
+        event_time=datetime(2026, 11, 20, 10, 0, tzinfo=UTC),
+        source_event_ids=("b1",),
     )
-    step = Session(rules).process(event)
-    notices = [o for o in step.outputs if isinstance(o, CustomerNotice)]
-    assert [(n.rule_id, n.message) for n in notices] == [("careful", "暂无历史")]
-    assert [rule for rule, _ in step.failures] == ["careless"]
-    assert "'num' got no value" in step.failures[0][1]
+    record, effects = apply_intent({}, "s1", intent, rules)
+    assert effects.outputs == [] and record == {}
+    assert [rule for rule, _ in effects.failures] == ["careful"]
+    assert "baseline" in effects.failures[0][1]
