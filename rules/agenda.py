@@ -14,6 +14,29 @@ worker fire the same due work.
 from __future__ import annotations
 
 import heapq
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TimeBounds:
+    """How far an event time may stray from its partition's stream time:
+    `future_s` ahead (of the wall clock too, in the live worker), `past_s`
+    behind. Coarse by default, to let sparse test and replay data through;
+    tighten `future_s` for live feeds."""
+
+    future_s: float = 7 * 86400.0
+    past_s: float = 30 * 86400.0
+
+
+DEFAULT_BOUNDS = TimeBounds()
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 86400 * 365:
+        return f"{seconds / (86400 * 365.25):,.0f} years"
+    if seconds >= 86400:
+        return f"{seconds / 86400:,.1f} days"
+    return f"{seconds / 3600:,.1f} h"
 
 
 class Agenda:
@@ -61,6 +84,30 @@ class Agenda:
         self.heaps.pop(partition, None)
         for key in keys:
             self.due.pop(key, None)
+
+    def implausible(
+        self, partition: int, t: float, now: float | None, bounds: TimeBounds
+    ) -> str | None:
+        """Why an event time cannot be believed, or None: more than
+        `future_s` ahead of the partition's stream time (or of `now`, the
+        wall clock, when the caller gives it and it is later), or more than
+        `past_s` behind the stream time. Such an event must not move any
+        clock or state: a single event dated 2099 would otherwise switch
+        detection off for its key."""
+        stream = self.clock.get(partition)
+        known = [x for x in (stream, now) if x is not None]
+        if known and t - max(known) > bounds.future_s:
+            what = "wall clock" if now is not None and now >= (stream or now) else "stream's time"
+            return (
+                f"event time is {_span(t - max(known))} ahead of the {what}"
+                f" (limit {_span(bounds.future_s)})"
+            )
+        if stream is not None and stream - t > bounds.past_s:
+            return (
+                f"event time is {_span(stream - t)} behind the stream's time"
+                f" (limit {_span(bounds.past_s)})"
+            )
+        return None
 
     def pending(self, partition: int) -> float | None:
         """The earliest due time noted in `partition`, if any."""

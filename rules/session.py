@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from rules.agenda import Agenda
+from rules.agenda import DEFAULT_BOUNDS, Agenda, TimeBounds
 from rules.engine import Decision, InputEvent, key_of
 from rules.policy import PolicyReason
 from rules.records import (
@@ -61,6 +61,7 @@ class Step:
     fired: list[tuple[str, str]] = field(default_factory=list)
     transitions: list[tuple[str, Transition]] = field(default_factory=list)
     rejected: FeedbackReason | None = None
+    implausible: str | None = None  # why the event's time was not believed
 
     def add(self, effects: Effects) -> None:
         self.outputs.extend(effects.outputs)
@@ -91,8 +92,12 @@ class Session:
         rules: RuleSet,
         created_at: Callable[[InputEvent], datetime | None] = lambda e: None,
         partition_of: Callable[[str], int] = lambda key: 0,
+        now: Callable[[], float | None] = lambda: None,
+        bounds: TimeBounds = DEFAULT_BOUNDS,
     ) -> None:
         self.rules = rules
+        self.now = now  # the wall clock, for events dated in the future; None: stream time only
+        self.bounds = bounds
         self.created_at = created_at
         self.partition_of = partition_of
         self.subscribers = Store()
@@ -109,11 +114,18 @@ class Session:
             self.members[change.cell_id] = encode_members(apply_membership(members, change))
 
     def process(self, event: InputEvent) -> Step:
+        """One event; an implausible event time (`Step.implausible`) changes
+        nothing, no clock and no state."""
         key = key_of(event)
         space = SUBSCRIBERS if is_subscriber_event(event) else NETWORK
         step = Step()
+        partition = self.partition_of(key)
+        t = event.event_time.timestamp()
+        step.implausible = self.agendas[space].implausible(partition, t, self.now(), self.bounds)
+        if step.implausible is not None:
+            return step
         self.at = self.created_at(event)
-        self._advance(space, self.partition_of(key), event.event_time.timestamp(), step)
+        self._advance(space, partition, t, step)
         store = self._store(space)
         record, effects = apply_event(
             store.get(key),

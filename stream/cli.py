@@ -242,6 +242,7 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
                 event_time_created=args.created_at == "event-time",
                 progress=stderr_if_tty(),
                 partitions=args.partitions or settings.partitions,
+                bounds=settings.time_bounds,
                 work=WorkSimulator(args.work_seed) if args.simulate_work else None,
             )
     finally:

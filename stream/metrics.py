@@ -33,6 +33,7 @@ DEAD_LETTER_REASONS = (
     "processing_error",
     "rule_error",
     "unknown_task",
+    "implausible_time",
 )
 TRANSITIONS = (
     "opened",

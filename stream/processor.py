@@ -181,6 +181,7 @@ class Processor:
             self.clocks[NETWORK]: "clock",
         }
         self.agendas = {SUBSCRIBERS: Agenda(), NETWORK: Agenda()}
+        self.bounds = settings.time_bounds
         self.workload = {SUBSCRIBERS: Workload(), NETWORK: Workload()}
 
     @property
@@ -295,7 +296,14 @@ class Processor:
                 )
                 continue
             start = time.perf_counter()
-            self._fire_due(work, event.event_time.timestamp(), now, outcome)
+            t = event.event_time.timestamp()
+            partition = raw.partition if raw.partition is not None else -1
+            agenda = self.agendas[work.space]
+            implausible = agenda.implausible(partition, t, now.timestamp(), self.bounds)
+            if implausible is not None:  # moves no clock and no state
+                outcome.outputs.extend(self._dead(at, "implausible_time", implausible, now).outputs)
+                continue
+            self._fire_due(work, t, now, outcome)
             assert raw.key is not None
             record, effects = apply_event(
                 work.get(raw.key), event, self.rules, created_at=now, members=work.members(raw.key)

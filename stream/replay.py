@@ -21,11 +21,13 @@ import json
 import sys
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TextIO
 
 from pydantic import BaseModel, ValidationError
 
+from rules.agenda import DEFAULT_BOUNDS, TimeBounds
 from rules.ruleset import RuleSet
 from rules.session import Session, Step
 from rules.tasks import FeedbackReason
@@ -81,11 +83,13 @@ def replay(
     progress: TextIO | None = None,
     partitions: int = 1,
     work: WorkSimulator | None = None,
+    bounds: TimeBounds = DEFAULT_BOUNDS,
 ) -> ReplayStats:
     session = Session(
         rules,
         created_at=(lambda e: e.event_time) if event_time_created else (lambda e: wall()),
         partition_of=lambda key: partition_of(key.encode(), partitions),
+        bounds=bounds,  # from the stream's own time: the wall clock plays no part
     )
     run = _Run(session, event_time_created, work)
     stats = ReplayStats()
@@ -150,7 +154,9 @@ class _Run:
         if model is None:
             return [_dead(raw, "unknown_topic", f"unknown input topic {topic!r}", received)]
         outputs: list[Output] = []
-        for event in decode_many(raw, model, received):  # one event, or a batch
+        decoded = decode_many(raw, model, received)  # one event, or a batch
+        event_count = len(decoded)
+        for index, event in enumerate(decoded):
             if isinstance(event, DeadLetter):
                 outputs.append(event)
                 continue
@@ -158,7 +164,12 @@ class _Run:
             if self.work is not None:
                 for update in self.work.due(event.event_time):
                     outputs.extend(self.apply_update(update, raw, received))
-            outputs.extend(self.step(self.session.process(event), raw, received))
+            step = self.session.process(event)
+            if step.implausible is not None:
+                at = raw if event_count == 1 else replace(raw, index=index)
+                outputs.append(_dead(at, "implausible_time", step.implausible, received))
+                continue
+            outputs.extend(self.step(step, raw, received))
         return outputs
 
     def task_update(self, raw: RawRecord, received: datetime) -> list[Output]:

@@ -17,6 +17,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rules.agenda import TimeBounds
+
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules" / "default"
 
 
@@ -119,6 +121,17 @@ class Settings(BaseSettings):
         description="A partition whose stream time is this close to the wall clock is live:"
         " its ticks follow the wall clock.",
     )
+    event_time_future_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=7 * 86400.0,
+        description="An event dated further ahead of its partition's stream time (in the"
+        " worker: or of the wall clock, whichever is later) is dead-lettered as"
+        " implausible_time.",
+    )
+    event_time_past_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=30 * 86400.0,
+        description="An event dated further behind its partition's stream time is"
+        " dead-lettered as implausible_time.",
+    )
     metrics_host: str = "127.0.0.1"
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9477
     log_level: str = "INFO"
@@ -146,6 +159,10 @@ class Settings(BaseSettings):
         for field in type(self).model_fields:
             put(f"FOREWARN_{field.upper()}", getattr(self, field))
         return env
+
+    @property
+    def time_bounds(self) -> TimeBounds:
+        return TimeBounds(self.event_time_future_seconds, self.event_time_past_seconds)
 
     def topic(self, logical: str) -> str:
         """The physical name of a logical topic (a `TopicNames` field)."""

@@ -87,7 +87,7 @@ def events() -> list[Rec]:
     s1, s2, s3, s5 = "8613800000001", "8613800000002", "8613800000003", "8613800000005"
     out = [usage(i, s1, i, cycle_used=u) for i, u in enumerate((810, 920, 1005), start=1)]
     out += [usage(10, s3, 1, cycle_used=950, cycle_quota=1000)]  # elderly: voice
-    out += [usage(20, s1, 30, roaming_country="FR")]
+    out += [usage(20, s1, 30, roaming_country="JP")]  # 11:30 in Tokyo: not quiet there
     out += [bill(i, s2, i, "other", 1, balance=b) for i, b in enumerate((15, 4), start=1)]
     out += [bill(10, s5, 1, "international_call", 150)]
     out += [bill(11, s5, 2, "international_call", 200)]

@@ -236,3 +236,26 @@ def test_bad_events_in_a_batch_are_dead_lettered_and_the_others_kept() -> None:
 def test_a_batch_that_is_not_json_is_one_dead_letter() -> None:
     out = processor().subscriber(raw("usage_events", "s1", b'[{"event_id": '), None)
     assert topics(out) == ["dead-letters"] and out.record is None
+
+
+def test_an_event_dated_2099_is_dead_lettered_without_moving_state_or_clock() -> None:
+    """The worker's path: the wall clock (NOW) bounds the future too."""
+    p = processor()
+
+    def charge(n: int, at: str, amount: float) -> RawRecord:
+        value = {
+            "event_id": f"c{n}",
+            "subscriber_id": "s7",
+            "event_time": at,
+            "charge_type": "premium_sms",
+            "amount": amount,
+        }
+        return raw("billing_events", "s7", value, offset=n)
+
+    record = p.subscriber(charge(1, "2026-11-20T10:00:00+08:00", 1), None).record
+    future = p.subscriber(charge(2, "2099-01-01T00:00:00+08:00", 1), record)
+    assert topics(future) == ["dead-letters"] and future.record is None
+    letter = json.loads(future.outputs[0].value)
+    assert letter["error_type"] == "implausible_time" and "ahead of the" in letter["error_message"]
+    fraud = p.subscriber(charge(3, "2026-11-20T10:05:00+08:00", 1500), record)
+    assert sorted(topics(fraud)) == ["customer-notices", "intervention-tasks"]

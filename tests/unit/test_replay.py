@@ -61,3 +61,42 @@ def test_replay_is_byte_identical_and_keeps_going_after_bad_lines() -> None:
     assert ("abnormal-charges", "extreme") in tiers and ("prepaid-balance", "very-low") in tiers
     notice = next(o for o in out if o["topic"] == "customer-notices")
     assert notice["key"] == "s1" and notice["value"]["created_at"] == notice["value"]["event_time"]
+
+
+def charge(n: int, at: str, amount: float, sid: str = "s9") -> str:
+    value = {
+        "event_id": f"c{n}",
+        "subscriber_id": sid,
+        "event_time": at,
+        "charge_type": "premium_sms",
+        "amount": amount,
+    }
+    return json.dumps({"topic": "billing-events", "key": sid, "value": value})
+
+
+def test_an_implausible_event_time_is_dead_lettered_and_detection_goes_on() -> None:
+    """One event dated 2099 (and one at the very end of time) for a
+    subscriber: both dead-lettered, no clock or state moved, and the fraud
+    rule still fires on the two 1,500 CNY charges that follow."""
+    assert RULES is not None
+    lines = [
+        charge(1, "2026-11-20T10:00:00+08:00", 1),
+        charge(2, "2099-01-01T00:00:00+08:00", 1),
+        charge(3, "9999-12-31T23:59:59-14:00", 1),
+        charge(4, "2026-11-20T10:05:00+08:00", 1500),
+        charge(5, "2026-11-21T11:00:00+08:00", 1500),
+        charge(6, "2026-09-01T10:00:00+08:00", 1),  # 81 days late
+    ]
+    buf = io.StringIO()
+    replay(lines, RULES, JsonlDestination(buf), event_time_created=True)
+    out = [json.loads(line)["value"] for line in buf.getvalue().splitlines()]
+    dead = [o for o in out if "error_type" in o]
+    assert [d["error_type"] for d in dead] == ["implausible_time"] * 3
+    assert "years ahead of the stream's time" in dead[0]["error_message"]
+    assert "days behind the stream's time" in dead[2]["error_message"]
+    fraud = [o for o in out if o.get("tier") == "extreme" and "notice_id" in o]
+    assert [o["event_time"] for o in fraud] == [
+        "2026-11-20T10:05:00+08:00",
+        "2026-11-21T11:00:00+08:00",
+    ]
+    assert not any("2099" in o.get("event_time", "") for o in out if "error_type" not in o)
