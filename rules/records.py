@@ -294,11 +294,23 @@ def decode_members(data: bytes | None) -> list[str]:
     return list(json.loads(data)) if data else []
 
 
+MAX_AFFECTED = 5000  # ids listed in a cell task: ~100 KB, well inside a Kafka record
+
+
 def with_affected(task: InterventionTask, subscribers: tuple[str, ...]) -> InterventionTask:
     """A cell task names the subscribers whose home cell it is (sorted, so the
-    output is deterministic); the engine itself only knows the cell."""
+    output is deterministic); the engine itself only knows the cell. A large
+    cell lists the first `MAX_AFFECTED` and counts all of them in
+    `affected_subscribers_total`, so the task always fits in a record."""
     members = tuple(sorted(subscribers))
-    return task.model_copy(update={"affected_subscribers": members}) if members else task
+    if not members:
+        return task
+    return task.model_copy(
+        update={
+            "affected_subscribers": members[:MAX_AFFECTED],
+            "affected_subscribers_total": len(members),
+        }
+    )
 
 
 def _merge(effects: Effects, result: Result) -> None:

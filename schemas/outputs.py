@@ -183,7 +183,13 @@ class InterventionTask(_Output):
     event_time: AwareDatetime
     created_at: AwareDatetime
     source_event_ids: tuple[str, ...]
-    affected_subscribers: tuple[str, ...] | None = None
+    affected_subscribers: tuple[str, ...] | None = Field(
+        default=None,
+        description="A cell task's home subscribers (sorted; the first 5,000 of a large cell).",
+    )
+    affected_subscribers_total: int | None = Field(
+        default=None, description="How many home subscribers the cell has in all."
+    )
     rule_version: str
     schema_version: str = SCHEMA_VERSION
 

@@ -2,10 +2,11 @@
 become Kafka records (topic role, key, JSON bytes) and where replay writes them.
 Imports only `schemas`."""
 
-from sinks.codec import OutputRecord, OutputTopic, encode, encode_jsonl_line
+from sinks.codec import MAX_RECORD_BYTES, OutputRecord, OutputTopic, encode, encode_jsonl_line, fits
 from sinks.destinations import Destination, JsonlDestination, ListDestination
 
 __all__ = [
+    "MAX_RECORD_BYTES",
     "Destination",
     "JsonlDestination",
     "ListDestination",
@@ -13,4 +14,5 @@ __all__ = [
     "OutputTopic",
     "encode",
     "encode_jsonl_line",
+    "fits",
 ]

@@ -14,6 +14,9 @@ from enum import StrEnum
 from schemas import CustomerNotice, DeadLetter, InterventionTask
 
 Output = CustomerNotice | InterventionTask | DeadLetter
+# Kafka's default max.message.bytes is 1 MiB (1,048,588): an output record
+# must stay well under it, or the broker refuses it for good.
+MAX_RECORD_BYTES = 900_000
 
 
 class OutputTopic(StrEnum):
@@ -47,6 +50,11 @@ def encode(output: Output) -> OutputRecord:
         key=key.encode("utf-8") if key is not None else None,
         value=output.model_dump_json().encode("utf-8"),
     )
+
+
+def fits(record: OutputRecord) -> bool:
+    """Whether the broker will take the record (see `MAX_RECORD_BYTES`)."""
+    return len(record.value) + len(record.key or b"") <= MAX_RECORD_BYTES
 
 
 def encode_jsonl_line(record: OutputRecord) -> str:

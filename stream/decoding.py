@@ -2,16 +2,23 @@
 
 A record carries one JSON object, or, for event topics, a JSON array of
 them (a batch: producers that batch save a Kafka message per event, and the
-worker a state read and write per event). Every failure becomes a
-`DeadLetter` that says which topic[partition]@offset (and #index in a batch)
-failed and why; the other events of a batch are kept. Nothing here raises
-for bad input.
+worker a state read and write per event). Every failure says which
+topic[partition]@offset (and #index in a batch) failed and why; the other
+events of a batch are kept. A record's failures become one `DeadLetter` at
+most (`Problems`): a 1 MB record of 7,500 wrongly keyed events costs one
+dead letter that lists the failing indexes, not 7,500 copies of the record.
+Nothing here raises for bad input.
+
+`events_of` is the one intake of event records for the worker and
+`forewarn replay`: decoding, validation and the key check, so a replay
+predicts what the worker accepts.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cache
 from typing import Any, TypeVar
@@ -19,6 +26,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from schemas import DeadLetter
+from stream.logs import mask
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -71,21 +79,31 @@ def dead_letter(
 
 def decode(record: RawRecord, model: type[M], received_at: datetime) -> M | DeadLetter:
     """Validate the record's JSON value as `model`, or explain why not."""
-    if record.value is None:
-        return dead_letter(record, "empty_value", "record has no value", received_at)
+    item = validate(record.value, model)
+    if isinstance(item, tuple):
+        return dead_letter(record, item[0], item[1], received_at)
+    return item
+
+
+Problem = tuple[str, str]  # (kind, message): why one item was refused
+
+
+def validate(value: bytes | None, model: type[M]) -> M | Problem:
+    if value is None:
+        return ("empty_value", "record has no value")
     try:
-        return model.model_validate_json(record.value)
+        return model.model_validate_json(value)
     except ValidationError as exc:
         kind = "invalid_json" if _is_json_error(exc) else "validation_error"
-        return dead_letter(record, kind, describe_validation_error(exc), received_at)
+        return (kind, describe_validation_error(exc))
     except (UnicodeDecodeError, ValueError) as exc:  # pragma: no cover - pydantic wraps these
-        return dead_letter(record, "invalid_json", str(exc), received_at)
+        return ("invalid_json", str(exc))
 
 
-def decode_many(record: RawRecord, model: type[M], received_at: datetime) -> list[M | DeadLetter]:
-    """One event, or each event of a JSON array, validated as `model`."""
+def decode_many(record: RawRecord, model: type[M]) -> list[M | Problem]:
+    """One item, or each item of a JSON array, validated as `model`."""
     if record.value is None or record.value.lstrip()[:1] != b"[":
-        return [decode(record, model, received_at)]
+        return [validate(record.value, model)]
     try:
         return list(_list_of(model).validate_json(record.value))  # the fast path
     except ValidationError:
@@ -93,11 +111,79 @@ def decode_many(record: RawRecord, model: type[M], received_at: datetime) -> lis
     try:
         items = json.loads(record.value)
     except ValueError as exc:
-        return [dead_letter(record, "invalid_json", str(exc), received_at)]
-    return [
-        decode(replace(record, value=json.dumps(item).encode(), index=i), model, received_at)
-        for i, item in enumerate(items)
-    ]
+        return [("invalid_json", str(exc))]
+    if not isinstance(items, list):  # pragma: no cover - starts with '['
+        return [("invalid_json", "not a JSON array")]
+    return [validate(json.dumps(item).encode(), model) for item in items]
+
+
+@dataclass
+class Problems:
+    """The refused items of one record, told in one dead letter at most."""
+
+    raw: RawRecord
+    batch: bool = False  # the record is a JSON array: say which items failed
+    items: list[tuple[int, str, str]] = field(default_factory=list)  # index, kind, message
+
+    def add(self, index: int, kind: str, message: str) -> None:
+        self.items.append((index, kind, message))
+
+    def dead_letter(self, received_at: datetime, total: int) -> DeadLetter | None:
+        if not self.items:
+            return None
+        if len(self.items) == 1:
+            index, kind, message = self.items[0]
+            at = replace(self.raw, index=index) if self.batch else self.raw
+            return dead_letter(at, kind, message, received_at)
+        kinds: dict[str, list[tuple[int, str]]] = {}
+        for index, kind, message in self.items:
+            kinds.setdefault(kind, []).append((index, message))
+        main = max(kinds, key=lambda k: len(kinds[k]))
+        parts = [
+            f"{kind} at {_ranges([i for i, _ in found])}: {found[0][1]}"
+            for kind, found in kinds.items()
+        ]
+        message = f"{len(self.items)} of {total} events refused; " + "; ".join(parts)
+        return dead_letter(self.raw, main, message, received_at)
+
+
+def _ranges(indexes: list[int], most: int = 12) -> str:
+    """`#0-#7499`, or `#3, #7, #10-#12 (+5 more)`: compact, bounded."""
+    spans: list[tuple[int, int]] = []
+    for i in sorted(indexes):
+        if spans and i == spans[-1][1] + 1:
+            spans[-1] = (spans[-1][0], i)
+        else:
+            spans.append((i, i))
+    shown = [f"#{a}" if a == b else f"#{a}-#{b}" for a, b in spans[:most]]
+    more = f" (+{len(spans) - most} more)" if len(spans) > most else ""
+    return ", ".join(shown) + more
+
+
+def events_of(
+    raw: RawRecord, model: type[M], key_of: Callable[[M], tuple[str, str]]
+) -> tuple[list[tuple[RawRecord, M]], Problems]:
+    """A record's valid, correctly keyed items with their coordinates, and
+    the problems of the others. `key_of(item)` gives the item's key and the
+    name of the field it comes from."""
+    decoded = decode_many(raw, model)
+    problems = Problems(raw, batch=len(decoded) > 1 or (raw.value or b"").lstrip()[:1] == b"[")
+    good: list[tuple[RawRecord, M]] = []
+    for i, item in enumerate(decoded):
+        if isinstance(item, tuple):
+            problems.add(i, *item)
+            continue
+        key, field_name = key_of(item)
+        if raw.key is None or raw.key.decode("utf-8", "replace") != key:
+            problems.add(
+                i,
+                "key_mismatch",
+                f"record key must be the event's {field_name} ({mask(key)});"
+                " state is partitioned by it",
+            )
+            continue
+        good.append((replace(raw, index=i) if problems.batch else raw, item))
+    return good, problems
 
 
 @cache

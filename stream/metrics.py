@@ -34,6 +34,7 @@ DEAD_LETTER_REASONS = (
     "rule_error",
     "unknown_task",
     "implausible_time",
+    "output_too_large",
 )
 TRANSITIONS = (
     "opened",

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -70,8 +70,8 @@ from schemas import (
     TaskUpdate,
     UsageEvent,
 )
-from sinks import OutputRecord, encode
-from stream.decoding import RawRecord, dead_letter, decode, decode_many
+from sinks import MAX_RECORD_BYTES, OutputRecord, encode, fits
+from stream.decoding import Problems, RawRecord, dead_letter, decode, decode_many, events_of
 from stream.logs import mask
 from stream.metrics import Metrics
 from stream.settings import Settings
@@ -271,37 +271,22 @@ class Processor:
         self, raw: RawRecord, work: _Work, model: type[BaseModel], now: datetime
     ) -> Outcome:
         """The record's event, or each event of a batch in order, against the
-        key's record: one decode and one encode of the record per Kafka record."""
-        decoded = decode_many(raw, model, now)
+        key's record: one decode and one encode of the record per Kafka record.
+        The refused events of a record cost one dead letter."""
+        good, problems = events_of(raw, model, event_key)
         outcome = Outcome()
-        if len(decoded) > 1:
-            self.metrics.events.labels(self.sources.get(raw.topic, "unknown")).inc(len(decoded) - 1)
-        for at, event in self._each_valid(raw, decoded, outcome):
+        total = len(good) + len(problems.items)
+        if total > 1:
+            self.metrics.events.labels(self.sources.get(raw.topic, "unknown")).inc(total - 1)
+        for at, event in good:
             assert isinstance(event, UsageEvent | BillingEvent | NetworkQualityEvent)
-            key = key_of(event)
-            if raw.key is None or raw.key.decode("utf-8", "replace") != key:
-                field_name = (
-                    "cell_id or line_id"
-                    if isinstance(event, NetworkQualityEvent)
-                    else "subscriber_id"
-                )
-                outcome.outputs.extend(
-                    self._dead(
-                        at,
-                        "key_mismatch",
-                        f"record key must be the event's {field_name} ({mask(key)});"
-                        " state is partitioned by it",
-                        now,
-                    ).outputs
-                )
-                continue
             start = time.perf_counter()
             t = event.event_time.timestamp()
             partition = raw.partition if raw.partition is not None else -1
             agenda = self.agendas[work.space]
             implausible = agenda.implausible(partition, t, now.timestamp(), self.bounds)
             if implausible is not None:  # moves no clock and no state
-                outcome.outputs.extend(self._dead(at, "implausible_time", implausible, now).outputs)
+                problems.add(at.index or 0, "implausible_time", implausible)
                 continue
             self._fire_due(work, t, now, outcome)
             assert raw.key is not None
@@ -312,7 +297,16 @@ class Processor:
             self._merge(outcome, self._outcome(at, effects, now))
             self._fire_due(work, None, now, outcome)
             self.metrics.processing.labels("engine").observe(time.perf_counter() - start)
+        self._refused(problems, total, now, outcome)
         return work.finish(outcome)
+
+    def _refused(self, problems: Problems, total: int, now: datetime, outcome: Outcome) -> None:
+        """Count each refused item; send the record's one dead letter."""
+        for _, kind, _ in problems.items:
+            self._count_invalid(problems.raw, kind)
+        letter = problems.dead_letter(now, total)
+        if letter is not None:
+            outcome.outputs.append(encode(letter))
 
     def _fire_due(self, work: _Work, t: float | None, now: datetime, outcome: Outcome) -> None:
         """Move the partition's clock to `t` (None: leave it) and handle
@@ -410,9 +404,13 @@ class Processor:
         clock like an event's."""
         outcome = Outcome()
         work = _Work(SUBSCRIBERS, raw, current, lookup, self.agendas[SUBSCRIBERS])
-        decoded = decode_many(raw, NoticeIntent, now)
-        for at, intent in self._each_valid(raw, decoded, outcome):
-            assert isinstance(intent, NoticeIntent)
+        decoded = decode_many(raw, NoticeIntent)
+        problems = Problems(raw, batch=len(decoded) > 1)
+        for i, intent in enumerate(decoded):
+            if isinstance(intent, tuple):
+                problems.add(i, *intent)
+                continue
+            at = replace(raw, index=i) if problems.batch else raw
             sid = self._intent_subscriber(at, intent, now)
             if isinstance(sid, Outcome):
                 outcome.outputs.extend(sid.outputs)
@@ -424,20 +422,8 @@ class Processor:
             work.put(sid, record)
             self._merge(outcome, self._outcome(at, effects, now))
             self._fire_due(work, None, now, outcome)
+        self._refused(problems, len(decoded), now, outcome)
         return work.finish(outcome)
-
-    def _each_valid(
-        self, raw: RawRecord, decoded: Sequence[BaseModel | DeadLetter], outcome: Outcome
-    ) -> Iterator[tuple[RawRecord, BaseModel]]:
-        """Each valid item of a record (or of its batch) with its coordinates;
-        the invalid ones go to `outcome` as dead letters."""
-        for i, item in enumerate(decoded):
-            at = raw if len(decoded) == 1 else replace(raw, index=i)
-            if isinstance(item, DeadLetter):
-                self._count_invalid(raw, item.error_type)
-                outcome.outputs.append(encode(item))
-                continue
-            yield at, item
 
     def _intent_subscriber(
         self, raw: RawRecord, intent: NoticeIntent, now: datetime
@@ -493,7 +479,18 @@ class Processor:
         for rule_id, transition in effects.transitions:
             m.transitions.labels(rule_id, transition.value).inc()
         for output in effects.outputs:
-            outcome.outputs.append(encode(output))
+            record = encode(output)
+            if not fits(record):  # the broker would refuse it for good: say so, send the rest
+                message = (
+                    f"{type(output).__name__} of {len(record.value):,} bytes is over the"
+                    f" {MAX_RECORD_BYTES:,}-byte output limit; not sent"
+                )
+                log.error("rule %s at %s: %s", output.rule_id, raw.where, message)
+                outcome.outputs.extend(
+                    self._dead(raw, "output_too_large", message, now, output.rule_id).outputs
+                )
+                continue
+            outcome.outputs.append(record)
             delay = max((now - output.event_time).total_seconds(), 0.0)
             if is_detection(output):
                 m.latency.observe(delay)
@@ -568,6 +565,13 @@ class Processor:
             self.metrics.invalid.labels(self.sources.get(raw.topic, "unknown"), kind).inc()
         self.metrics.dead_letters.labels(kind).inc()
         return Outcome(outputs=[encode(dead_letter(raw, kind, message, now, rule_id))])
+
+
+def event_key(event: BaseModel) -> tuple[str, str]:
+    """An input event's state key and the field it comes from."""
+    assert isinstance(event, UsageEvent | BillingEvent | NetworkQualityEvent)
+    field_name = "cell_id or line_id" if isinstance(event, NetworkQualityEvent) else "subscriber_id"
+    return key_of(event), field_name
 
 
 def is_detection(output: CustomerNotice | InterventionTask) -> bool:

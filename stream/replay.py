@@ -21,7 +21,6 @@ import json
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -47,10 +46,10 @@ from stream.decoding import (
     RawRecord,
     dead_letter,
     decode,
-    decode_many,
     describe_validation_error,
+    events_of,
 )
-from stream.processor import partition_of
+from stream.processor import event_key, partition_of
 from stream.worksim import WorkSimulator
 
 INPUT_MODELS: dict[str, type[BaseModel]] = {
@@ -154,22 +153,22 @@ class _Run:
         if model is None:
             return [_dead(raw, "unknown_topic", f"unknown input topic {topic!r}", received)]
         outputs: list[Output] = []
-        decoded = decode_many(raw, model, received)  # one event, or a batch
-        event_count = len(decoded)
-        for index, event in enumerate(decoded):
-            if isinstance(event, DeadLetter):
-                outputs.append(event)
-                continue
+        # the worker's intake: decoding, validation and the key check
+        good, problems = events_of(raw, model, event_key)
+        total = len(good) + len(problems.items)
+        for at, event in good:
             assert isinstance(event, UsageEvent | BillingEvent | NetworkQualityEvent)
             if self.work is not None:
                 for update in self.work.due(event.event_time):
                     outputs.extend(self.apply_update(update, raw, received))
             step = self.session.process(event)
             if step.implausible is not None:
-                at = raw if event_count == 1 else replace(raw, index=index)
-                outputs.append(_dead(at, "implausible_time", step.implausible, received))
+                problems.add(at.index or 0, "implausible_time", step.implausible)
                 continue
             outputs.extend(self.step(step, raw, received))
+        letter = problems.dead_letter(received, total)
+        if letter is not None:
+            outputs.append(letter)
         return outputs
 
     def task_update(self, raw: RawRecord, received: datetime) -> list[Output]:

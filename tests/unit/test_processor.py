@@ -223,10 +223,11 @@ def test_bad_events_in_a_batch_are_dead_lettered_and_the_others_kept() -> None:
     out = p.subscriber(raw("usage_events", "s1", batch, offset=7), None)
     dead = [json.loads(r.value) for r in out.outputs if r.topic.value == "dead-letters"]
     notices = [json.loads(r.value) for r in out.outputs if r.topic.value == "customer-notices"]
-    assert [(d["error_type"], d["error_message"].split(":")[0]) for d in dead] == [
-        ("validation_error", f"{SETTINGS.topic('usage_events')}[0]@7#1"),
-        ("key_mismatch", f"{SETTINGS.topic('usage_events')}[0]@7#2"),
-    ]
+    assert len(dead) == 1  # one record, one dead letter, whatever its number of bad events
+    assert dead[0]["error_message"].startswith(
+        f"{SETTINGS.topic('usage_events')}[0]@7: 2 of 4 events refused; "
+        "validation_error at #1: volume: Input should be a valid number; key_mismatch at #2: "
+    )
     assert [n["source_event_ids"] for n in notices] == [["u4"]]
     assert out.record is not None
     consumed = m.registry.get_sample_value("forewarn_events_consumed_total", {"source": "usage"})
@@ -259,3 +260,80 @@ def test_an_event_dated_2099_is_dead_lettered_without_moving_state_or_clock() ->
     assert letter["error_type"] == "implausible_time" and "ahead of the" in letter["error_message"]
     fraud = p.subscriber(charge(3, "2026-11-20T10:05:00+08:00", 1500), record)
     assert sorted(topics(fraud)) == ["customer-notices", "intervention-tasks"]
+
+
+def test_a_large_batch_of_wrongly_keyed_events_costs_one_bounded_dead_letter() -> None:
+    m = Metrics()
+    p = Processor(SETTINGS, RULES, m, clock=lambda: NOW)
+    batch = [usage(f"x{i}", 1, i) for i in range(7500)]  # none keyed like the record
+    value = json.dumps(batch).encode()
+    assert len(value) > 1_000_000
+    out = p.subscriber(raw("usage_events", "s1", value), None)
+    assert topics(out) == ["dead-letters"] and out.record is None
+    letter = json.loads(out.outputs[0].value)
+    assert (
+        letter["error_type"] == "key_mismatch"
+        and "7500 of 7500 events refused" in (letter["error_message"])
+    )
+    assert "key_mismatch at #0-#7499" in letter["error_message"]
+    assert len(out.outputs[0].value) < 80_000 and letter["payload_truncated"]
+    invalid = m.registry.get_sample_value(
+        "forewarn_invalid_events_total", {"source": "usage", "reason": "key_mismatch"}
+    )
+    assert invalid == 7500
+
+
+def test_an_output_the_broker_would_refuse_is_a_dead_letter_naming_its_rule() -> None:
+    from rules.records import Effects
+    from schemas import CustomerNotice
+
+    notice = CustomerNotice.model_validate(
+        {
+            "notice_id": "n1",
+            "correlation_id": "d1",
+            "subscriber_id": "s1",
+            "rule_id": "data-usage",
+            "tier": "80pct",
+            "severity": "info",
+            "category": "data_usage",
+            "channel": "sms",
+            "language": "en",
+            "title": "t",
+            "message": "m",
+            "facts": {"blob": "x" * 1_000_000},
+            "event_time": NOW.isoformat(),
+            "created_at": NOW.isoformat(),
+            "source_event_ids": ["u1"],
+            "rule_version": "v",
+        }
+    )
+    p = processor()
+    out = p._outcome(raw("usage_events", "s1", b"{}"), Effects(outputs=[notice]), NOW)
+    assert topics(out) == ["dead-letters"]
+    letter = json.loads(out.outputs[0].value)
+    assert letter["error_type"] == "output_too_large" and letter["rule_id"] == "data-usage"
+
+
+def test_a_huge_cell_task_lists_5000_subscribers_and_counts_all() -> None:
+
+    p = processor()
+    out = None
+    members = [f"s{i:06d}" for i in range(6000)]
+    for i, loss in enumerate((6, 6, 6)):
+        event = {
+            "event_id": f"n{i}",
+            "event_time": f"2026-11-20T10:{5 * i:02d}:00+08:00",
+            "scope": "cell",
+            "cell_id": "C9",
+            "packet_loss_pct": loss,
+            "latency_ms": 30,
+            "availability_pct": 99.9,
+        }
+        out = p.network(
+            RawRecord(p.network_quality, 0, i, b"C9", json.dumps(event).encode()),
+            out.record if out else None,
+            members=lambda key: json.dumps(members).encode(),
+        )
+    assert out is not None
+    task = next(json.loads(r.value) for r in out.outputs if r.topic.value == "intervention-tasks")
+    assert len(task["affected_subscribers"]) == 5000 and task["affected_subscribers_total"] == 6000

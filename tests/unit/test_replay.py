@@ -100,3 +100,21 @@ def test_an_implausible_event_time_is_dead_lettered_and_detection_goes_on() -> N
         "2026-11-21T11:00:00+08:00",
     ]
     assert not any("2099" in o.get("event_time", "") for o in out if "error_type" not in o)
+
+
+def test_replay_refuses_what_the_worker_refuses_with_the_same_intake() -> None:
+    """Wrongly keyed and keyless records, a bad batch item: the worker's
+    intake (`stream.decoding.events_of`), so a backtest predicts production."""
+    assert RULES is not None
+    good = json.loads(charge(1, "2026-11-20T10:00:00+08:00", 1500))
+    lines = [
+        json.dumps({**good, "key": "someone-else"}),
+        json.dumps({**good, "key": None}),
+        json.dumps({**good, "value": [good["value"], {**good["value"], "amount": "x"}]}),
+    ]
+    buf = io.StringIO()
+    replay(lines, RULES, JsonlDestination(buf), event_time_created=True)
+    out = [json.loads(line)["value"] for line in buf.getvalue().splitlines()]
+    dead = [o["error_type"] for o in out if "error_type" in o]
+    assert dead == ["key_mismatch", "key_mismatch", "validation_error"]
+    assert sum(o.get("tier") == "extreme" for o in out) == 2  # the batch's good event fired
