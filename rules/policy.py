@@ -20,8 +20,12 @@ Stages, in order (each small, each names its reason):
                     (`release`), with `deliver_after` set to that time; a held
                     notice whose episode resolves meanwhile is dropped (`superseded`)
 Rendering uses the profile's language. The policy's state is the `policy`
-part of the subscriber's record: `recent` (fatigue memory), `told` (openings
-sent or held), `held` (notices waiting for the end of quiet hours).
+part of the subscriber's record: `recent` (fatigue memory, in event-time
+order), `capped` (notices the cap suppressed: a redelivery gets the same
+decision), `told` (openings sent or held), `held` (notices waiting for the
+end of quiet hours). The cap's decision for a notice depends only on the
+notices before it in event time, so it is the same in replay, after a
+kill -9 and after a lost disk (the record comes back from the changelog).
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ from schemas import (
 FATIGUE_LIMIT = 3
 FATIGUE_WINDOW = 86400.0
 TOLD_MEMORY = 64  # opening detections remembered per subscriber
+FATIGUE_MEMORY = 32  # notices remembered for the cap (two windows' worth, bounded)
+CAPPED_MEMORY = 32  # capped notices remembered, so a redelivery is capped again
 
 
 class PolicyReason(StrEnum):
@@ -111,6 +117,17 @@ def _opt_out(intent: NoticeIntent, profile: CustomerProfile) -> PolicyReason | N
     if intent.severity is not Severity.CRITICAL and intent.category in profile.opt_out:
         return PolicyReason.OPT_OUT
     return None
+
+
+def _remember(recent: list[list[Any]], t: float, nid: str) -> list[list[Any]]:
+    """The fatigue memory with a notice sent at `t`, in event-time order.
+    Kept for two windows behind the newest notice (not behind this one), so
+    a notice that arrives late, after newer ones, is judged against every
+    notice before it in event time."""
+    entries = sorted([*recent, [t, nid]], key=lambda r: (r[0], r[1]))
+    newest = entries[-1][0]
+    kept = [r for r in entries if newest - 2 * FATIGUE_WINDOW < r[0]]
+    return kept[-FATIGUE_MEMORY:]
 
 
 def _fatigue(intent: NoticeIntent, recent: list[list[Any]]) -> PolicyReason | None:
@@ -188,20 +205,23 @@ def deliver(
     nid = notice_id(intent.detection_id, subscriber)
     if any(h["nid"] == nid for h in policy.get("held", [])):
         return policy, Delivery(None, ())  # a redelivered intent, already held
+    if nid in policy.get("capped", []):  # redelivered: the decision already made stands
+        return policy, Delivery(None, (PolicyReason.FATIGUE_CAP,))
     again = any(r[1] == nid for r in recent)
     if not again:  # a redelivered detection is already counted
         reason, dropped = _coherence(intent, policy)
         if reason is not None:
             return policy, Delivery(None, (reason,), dropped)
         for stage in (_opt_out(intent, profile), _fatigue(intent, recent)):
+            if stage is PolicyReason.FATIGUE_CAP:
+                policy["capped"] = [*policy.get("capped", [])[-(CAPPED_MEMORY - 1) :], nid]
             if stage is not None:
                 return policy, Delivery(None, (stage,))
     severity = severity_of(intent)
     if severity is not Severity.CRITICAL and intent.part is not NoticePart.RESOLVED:
         t = intent.event_time.timestamp()
         if not again:
-            recent = [r for r in recent if t - FATIGUE_WINDOW < r[0]] + [[t, nid]]
-            policy["recent"] = recent[-(FATIGUE_LIMIT * 4) :]
+            policy["recent"] = _remember(recent, t, nid)
     if intent.part is NoticePart.OPENING and intent.detection_id not in policy.get("told", []):
         policy["told"] = [*policy.get("told", [])[-(TOLD_MEMORY - 1) :], intent.detection_id]
     release_at = (

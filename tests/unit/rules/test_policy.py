@@ -169,3 +169,25 @@ def test_opt_out_suppresses_non_critical_only() -> None:
     assert d.notice is None and d.reasons == (PolicyReason.OPT_OUT,)
     _, c = deliver(None, p, intent(12, "very-low", Severity.CRITICAL), RULES)
     assert c.notice is not None
+
+
+def test_the_cap_judges_a_late_notice_by_the_notices_before_it_in_event_time() -> None:
+    """Three notices at 10, 11, 12 h, then one at 40 h, then a late one at
+    13 h: it is capped (three before it in 24 h), as it would have been in
+    order; the one at 40 h did not thin the memory it is judged against."""
+    state: dict[str, Any] | None = None
+    for i, hour in enumerate((10, 11, 12)):
+        state, d = deliver(state, prof(), intent(hour, det=f"d{i}"), RULES)
+        assert d.notice is not None
+    later = NoticeIntent.model_validate(
+        {
+            **intent(10, det="later").model_dump(),
+            "event_time": datetime(2026, 11, 21, 16, tzinfo=CST),
+        }
+    )
+    state, d = deliver(state, prof(), later, RULES)
+    assert d.notice is not None
+    state, late = deliver(state, prof(), intent(13, det="late"), RULES)
+    assert late.notice is None and late.reasons == (PolicyReason.FATIGUE_CAP,)
+    state, again = deliver(state, prof(), intent(13, det="late"), RULES)  # redelivered
+    assert again.notice is None and again.reasons == (PolicyReason.FATIGUE_CAP,)
