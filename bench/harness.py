@@ -32,7 +32,7 @@ from stream.admin import create_topics
 from stream.settings import KafkaSettings, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-BOOTSTRAP = os.environ.get("FOREWARN_KAFKA__BOOTSTRAP", "127.0.0.1:39192")
+BOOTSTRAP = os.environ.get("FOREWARN_KAFKA__BOOTSTRAP", "127.0.0.1:19192")
 INPUTS = {"usage", "billing", "network_quality", "profiles"}
 Record = tuple[str, str | None, dict[str, Any] | None]
 

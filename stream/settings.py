@@ -40,7 +40,7 @@ class KafkaSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    bootstrap: str = "127.0.0.1:39092"
+    bootstrap: str = "127.0.0.1:19092"
     security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
     sasl_mechanism: SaslMechanism = SaslMechanism.SCRAM_SHA_512
     sasl_username: str | None = None

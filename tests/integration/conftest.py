@@ -26,7 +26,7 @@ from stream.settings import KafkaSettings, Settings
 from tests.conftest import IN_CI
 from tests.integration.kafka import KafkaProbe
 
-BOOTSTRAP = os.environ.get("FOREWARN_KAFKA__BOOTSTRAP", "127.0.0.1:39192")
+BOOTSTRAP = os.environ.get("FOREWARN_KAFKA__BOOTSTRAP", "127.0.0.1:19192")
 
 
 def _broker_up() -> str | None:

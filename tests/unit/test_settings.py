@@ -70,3 +70,21 @@ def test_as_env_gives_a_child_process_the_same_settings(
     assert again == s
     assert again.kafka.sasl_password is not None
     assert again.kafka.sasl_password.get_secret_value() == "s3cret"
+
+
+def test_local_broker_ports_lie_outside_the_ephemeral_range() -> None:
+    """While a dev broker is down, clients reconnecting to it use ephemeral
+    source ports (32768-60999 on Linux); one that lands on the broker's own
+    port keeps the broker from starting again (BindException)."""
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    ports = [
+        int(p)
+        for name in ("dev/kafka", "dev/test", "dev/run", "dev/bench")
+        for p in re.findall(r"FOREWARN_KAFKA_PORT:-(\d+)", (root / name).read_text())
+    ]
+    ports.append(int(Settings(_env_file=None).kafka.bootstrap.rsplit(":", 1)[1]))  # type: ignore[call-arg]
+    assert len(ports) == 5
+    for port in ports:
+        assert not 32768 <= port <= 60999 and not 32768 <= port + 1 <= 60999, port
