@@ -296,12 +296,23 @@ class Wiring:
     async def apply(
         self, inflight: Inflight, event: Any, outcome: Outcome, raw: RawRecord, table: Any
     ) -> None:
-        """Send the outputs; state and the input's ack follow their acks (see `Inflight`)."""
-        sent = [await self.outputs[r.topic].send(key=r.key, value=r.value) for r in outcome.outputs]
-        sent += [
-            await self.internal[topic].send(key=key, value=value)
-            for topic, key, value in outcome.internal
-        ]
+        """Send the outputs; state and the input's ack follow their acks (see
+        `Inflight`). A send the producer refuses at once (not through its
+        future) stops the worker like a refused ack does: the input is never
+        acked, so it is replayed, never skipped."""
+        try:
+            sent = [
+                await self.outputs[r.topic].send(key=r.key, value=r.value) for r in outcome.outputs
+            ]
+            sent += [
+                await self.internal[topic].send(key=key, value=value)
+                for topic, key, value in outcome.internal
+            ]
+        except Exception as exc:
+            log.error("an output could not be sent for %s: %r; stopping", raw.where, exc)
+            self.output_failed(exc)
+            await asyncio.Event().wait()  # the crash ends this agent; never ack the input
+            return
         writes: list[tuple[Any, bytes, bytes]] = []
         if raw.key is not None:
             if outcome.record is not None:

@@ -603,8 +603,23 @@ def intent_records(intents: list[NoticeIntent], partitions: int) -> list[tuple[b
         )
     records = []
     for group in groups.values():
-        key = group[0].subscriber_id
-        assert key is not None
-        value = "[" + ",".join(i.model_dump_json() for i in group) + "]"
-        records.append((key.encode(), value.encode()))
+        chunk: list[str] = []
+        size = 0
+        first = group[0].subscriber_id
+        for intent in group:  # a huge cell's partition share is split to fit a record
+            text = intent.model_dump_json()
+            if chunk and size + len(text) > INTENT_RECORD_BYTES:
+                records.append(_intent_record(first, chunk))
+                chunk, size, first = [], 0, intent.subscriber_id
+            chunk.append(text)
+            size += len(text) + 1
+        records.append(_intent_record(first, chunk))
     return records
+
+
+INTENT_RECORD_BYTES = 512 * 1024  # well under Kafka's 1 MiB record limit
+
+
+def _intent_record(key: str | None, items: list[str]) -> tuple[bytes, bytes]:
+    assert key is not None
+    return key.encode(), ("[" + ",".join(items) + "]").encode()

@@ -337,3 +337,13 @@ def test_a_huge_cell_task_lists_5000_subscribers_and_counts_all() -> None:
     assert out is not None
     task = next(json.loads(r.value) for r in out.outputs if r.topic.value == "intervention-tasks")
     assert len(task["affected_subscribers"]) == 5000 and task["affected_subscribers_total"] == 6000
+
+
+def test_a_huge_cells_intents_are_split_into_records_that_fit() -> None:
+    intents = [NoticeIntent.model_validate(intent(f"s{i:05d}")) for i in range(3000)]
+    records = intent_records(intents, 1)
+    assert len(records) > 1
+    assert all(len(value) <= 600_000 for _, value in records)
+    got = [i["subscriber_id"] for _, value in records for i in json.loads(value)]
+    assert got == [f"s{i:05d}" for i in range(3000)]
+    assert all(json.loads(v)[0]["subscriber_id"] == k.decode() for k, v in records)
