@@ -27,7 +27,7 @@ from faust.types import TP, Message
 from rules.ruleset import RuleSet
 from sinks import OutputTopic
 from stream.admin import committed_offsets
-from stream.connection import ssl_context
+from stream.connection import broker_reachable, ssl_context
 from stream.continuity import (
     Continuity,
     Progress,
@@ -170,6 +170,7 @@ class Wiring:
         self.recovery: Progress = None  # changelog records remaining, since when
         self.metrics_queues: set[str] = set()  # queues with open tasks at the last look
         self.rules_lock = asyncio.Lock()
+        self.broker_ok = True  # the last reachability probe (observe)
         self.outputs = {
             OutputTopic.CUSTOMER_NOTICES: raw_topic(app, settings.topic("customer_notices")),
             OutputTopic.INTERVENTION_TASKS: raw_topic(app, settings.topic("intervention_tasks")),
@@ -198,8 +199,12 @@ class Wiring:
             return web.json({"status": "ok"})
 
         async def ready(web: Any, request: Any) -> Any:
-            ok = self.ready and not self.app.rebalancing
-            body = {"ready": ok, "rules_version": self.processor.rules.version}
+            ok = self.ready and not self.app.rebalancing and self.broker_ok
+            body = {
+                "ready": ok,
+                "broker_reachable": self.broker_ok,
+                "rules_version": self.processor.rules.version,
+            }
             return web.json(body, status=200 if ok else 503)
 
         app.page("/health")(health)
@@ -456,10 +461,30 @@ class Wiring:
             )
             indexed.add(partition)
 
+    def observe_inflight(self) -> None:
+        """In-flight records and the age of the oldest, whether it waits for
+        its outputs' acks or its state's changelog ack."""
+        for agent, inflight in self.inflight.items():
+            self.metrics.inflight.labels(agent).set(len(inflight))
+            oldest = inflight.oldest()
+            self.metrics.inflight_oldest.labels(agent).set(oldest[0] if oldest else 0)
+            if oldest and oldest[0] > INFLIGHT_WARN_SECONDS:
+                log.warning(
+                    "%s unacknowledged for %.0fs; state writes and commits wait",
+                    raw_record(oldest[1]).where,
+                    oldest[0],
+                )
+
     async def observe(self) -> None:
         """Consumer lag per partition, in-flight records and local state size;
         stalled partitions are sought back; a stuck recovery stops the worker
         so that its supervisor starts a new one."""
+        self.broker_ok = await broker_reachable(self.settings)
+        self.metrics.broker_reachable.set(1 if self.broker_ok else 0)
+        self.observe_inflight()
+        if not self.broker_ok:
+            log.warning("no bootstrap server of the Kafka cluster is reachable; not ready")
+            return  # nothing else to look at without a broker
         if self.recovery_stuck(time.monotonic()):
             log.error(
                 "changelog recovery made no progress for %.0fs (%d records remaining);"
@@ -472,16 +497,6 @@ class Wiring:
             )
             return
         await self.unstall()
-        for agent, inflight in self.inflight.items():
-            self.metrics.inflight.labels(agent).set(len(inflight))
-            oldest = inflight.oldest()
-            self.metrics.inflight_oldest.labels(agent).set(oldest[0] if oldest else 0)
-            if oldest and oldest[0] > INFLIGHT_WARN_SECONDS:
-                log.warning(
-                    "outputs of %s unacknowledged for %.0fs; state writes and commits wait",
-                    raw_record(oldest[1]).where,
-                    oldest[0],
-                )
         consumer = self.app.consumer
         for tp in consumer.assignment():
             if tp.topic.endswith("-changelog"):

@@ -3,6 +3,7 @@ use (kafka-python for admin, Faust/aiokafka for the worker)."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Any
 
@@ -36,3 +37,21 @@ def kafka_python_config(settings: Settings) -> dict[str, Any]:
     if ctx is not None:
         config["ssl_context"] = ctx
     return config
+
+
+async def broker_reachable(settings: Settings, timeout: float = 2.0) -> bool:
+    """Whether any bootstrap server accepts a TCP connection now: the
+    worker's readiness while the broker is down. One connection per call,
+    closed at once (the Kafka clients' own reconnects are not a signal we
+    can read without their private state)."""
+    for server in settings.kafka.bootstrap_servers:
+        host, _, port = server.rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(host.strip("[]") or "127.0.0.1", int(port)), timeout
+            )
+        except (OSError, TimeoutError, ValueError):
+            continue
+        writer.close()
+        return True
+    return False

@@ -66,6 +66,7 @@ class Inflight:
         self.limit = limit
         self.queue: deque[Pending] = deque()
         self.writing = 0  # inputs written, waiting for their changelog records
+        self.stored: dict[int, tuple[float, Any]] = {}  # token -> (since, event) of those
         self.overlay: dict[tuple[int, bytes], bytes] = {}
         self.failed: BaseException | None = None
         self.drained = asyncio.Event()
@@ -81,11 +82,15 @@ class Inflight:
         return len(self.queue) + self.writing
 
     def oldest(self) -> tuple[float, Any] | None:
-        """(seconds waiting, event) of the input at the head, if any."""
-        if not self.queue:
+        """(seconds waiting, event) of the input waiting longest, for its
+        outputs' acks (the queue's head) or its changelog's ack."""
+        waiting = list(self.stored.values())
+        if self.queue:
+            waiting.append((self.queue[0].since, self.queue[0].event))
+        if not waiting:
             return None
-        head = self.queue[0]
-        return time.monotonic() - head.since, head.event
+        since, event = min(waiting, key=lambda w: w[0])
+        return time.monotonic() - since, event
 
     def add(
         self, event: Any, futures: Sequence[asyncio.Future[Any]], writes: Sequence[Write]
@@ -151,6 +156,8 @@ class Inflight:
             return
         self.writing += 1
         left = [len(waiting)]
+        token = id(left)
+        self.stored[token] = (time.monotonic(), event)
 
         def stored(future: asyncio.Future[Any]) -> None:
             if _failed(future):
@@ -159,6 +166,7 @@ class Inflight:
             left[0] -= 1
             if left[0] == 0:
                 self.writing -= 1
+                self.stored.pop(token, None)
                 event.ack()
 
         for f in waiting:

@@ -244,6 +244,11 @@ class Metrics:
             ["agent"],
             registry=r,
         )
+        self.broker_reachable = Gauge(
+            "forewarn_broker_reachable",
+            "1 if a bootstrap server accepted a connection at the last check (every 5 s).",
+            registry=r,
+        )
         self.state_keys = Gauge(
             "forewarn_state_keys", "Estimated keys in local state, by table.", ["table"], registry=r
         )

@@ -175,3 +175,21 @@ def test_a_refused_changelog_record_stops_the_worker_without_acking() -> None:
         assert [str(f) for f in failures] == ["a state change did not reach the changelog"]
 
     run(main())
+
+
+def test_the_oldest_age_covers_records_waiting_for_their_changelog() -> None:
+    """A broker that takes outputs but not changelog records (or is gone)
+    must show in `forewarn_inflight_oldest_seconds`, not read 0."""
+
+    async def main() -> None:
+        table, failures = ChangelogTable(asyncio.get_running_loop()), []
+        inflight = Inflight(failures.append)
+        e = Event("1")
+        inflight.add(e, [], [(table, b"a", b"a1")])  # written, its changelog not acked
+        oldest = inflight.oldest()
+        assert oldest is not None and oldest[1] is e and not inflight.queue
+        table.sends[0].set_result(None)
+        await asyncio.sleep(0)
+        assert inflight.oldest() is None and e.acked
+
+    run(main())

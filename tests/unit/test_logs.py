@@ -67,3 +67,31 @@ def test_debug_records_are_not_built_at_info(captured: io.StringIO) -> None:
     assert not logging.getLogger("faust.topics").isEnabledFor(logging.DEBUG)
     logging.getLogger("faust.topics").debug("send: v=%r", b"x" * 100)
     assert captured.getvalue() == ""
+
+
+def test_repeated_messages_are_rate_limited_with_a_count() -> None:
+    import logging
+
+    from stream.logs import RateLimitFilter
+
+    now = [0.0]
+    limiter = RateLimitFilter(interval=10, clock=lambda: now[0])
+
+    def record(msg: str, *args: object) -> logging.LogRecord:
+        return logging.LogRecord("aiokafka", logging.WARNING, "f", 1, msg, args, None)
+
+    passed = []
+    for i in range(650):  # an outage's reconnect warnings, one second's worth
+        now[0] = i / 650
+        r = record("Unable to connect to node %s", i)
+        if limiter.filter(r):
+            passed.append(r.getMessage())
+    other = record("a different message")
+    assert limiter.filter(other)
+    now[0] = 11.0
+    later = record("Unable to connect to node %s", 7)
+    assert limiter.filter(later)
+    assert passed == ["Unable to connect to node 0"]
+    assert later.getMessage() == (
+        "Unable to connect to node 7 (649 similar messages in the last 10s held back)"
+    )
