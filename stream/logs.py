@@ -25,6 +25,7 @@ from typing import Any
 
 _DIGITS = re.compile(r"(?<![\d.])\d{7,}")  # an id, not the decimals of a number
 _STANDARD = set(vars(logging.makeLogRecord({})))
+_NUMBERS = re.compile(r"\d+")
 
 
 def mask(identifier: str | None) -> str:
@@ -59,7 +60,9 @@ class RateLimitFilter(logging.Filter):
         self.seen: dict[tuple[str, int, str], list[float]] = {}  # key -> [last passed, held]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.levelno, str(record.msg))
+        # Clients often format their messages before logging them: the key is
+        # the message's head with its numbers taken out.
+        key = (record.name, record.levelno, _NUMBERS.sub("#", str(record.msg))[:48])
         now = self.clock()
         slot = self.seen.get(key)
         if slot is None:

@@ -11,10 +11,21 @@ fetch it is 333 µs, for at most 30 ms of added latency.
 
 This module supplies a transport whose consumer sets both from
 `KafkaSettings`; `stream.app` installs it as the app's transport.
+
+Its producer also backs off while the broker is gone. aiokafka's sender
+loop asks for a metadata update whenever a partition's leader is unknown
+and waits for it; with the broker down the update fails at once, so the
+loop spun (about 650 connects/s and a whole core in a probe, with records
+waiting to be sent). `backoff_metadata` makes a failed update answer only
+after a delay that doubles from 0.1 s to 5 s, with jitter, and resets on
+success.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -39,8 +50,49 @@ def fetch_tuned_transport(app: faust.App, kafka: KafkaSettings) -> Any:
         def _new_consumer_thread(self) -> Any:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    class Producer(driver.Producer):
+        def _new_producer(self, transactional_id: str | None = None) -> Any:
+            producer = super()._new_producer(transactional_id)
+            client = producer.client
+            client.force_metadata_update = backoff_metadata(client.force_metadata_update)
+            return producer
+
     class Transport(driver.Transport):
         pass
 
     Transport.Consumer = Consumer
+    Transport.Producer = Producer
     return Transport(app.conf.broker_consumer, app)
+
+
+METADATA_BACKOFF_MIN = 0.1
+METADATA_BACKOFF_MAX = 5.0
+
+
+def backoff_metadata(
+    update: Callable[[], Awaitable[bool]],
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> Callable[[], Awaitable[bool]]:
+    """`client.force_metadata_update` whose failures answer after a
+    bounded, jittered, doubling delay (see the module docstring). Callers
+    during that delay share the one pending answer instead of starting new
+    updates (each would open a connection)."""
+    delay = [0.0]
+    pending: list[asyncio.Future[bool] | None] = [None]
+
+    async def updated() -> bool:
+        ok = await update()
+        if ok:
+            delay[0] = 0.0
+            return True
+        delay[0] = min(max(delay[0] * 2, METADATA_BACKOFF_MIN), METADATA_BACKOFF_MAX)
+        await sleep(delay[0] * random.uniform(0.5, 1.0))
+        return False
+
+    def force() -> Awaitable[bool]:
+        current = pending[0]
+        if current is None or current.done():
+            current = pending[0] = asyncio.ensure_future(updated())
+        return asyncio.shield(current)
+
+    return force

@@ -48,3 +48,43 @@ def test_the_fetch_loop_never_stops_for_a_commit(tmp_path: Path) -> None:
     app = worker_app(Settings(_env_file=None, state_dir=tmp_path))
     assert app.conf.broker_commit_interval == 1.0
     assert app.conf.broker_commit_every >= 2**60
+
+
+def test_failed_metadata_updates_back_off_and_are_shared() -> None:
+    """With the broker gone aiokafka's sender asks for metadata in a loop;
+    each failed answer now comes after a doubling delay (0.1 s .. 5 s), and
+    callers meanwhile share it instead of opening new connections."""
+    from stream.transport import METADATA_BACKOFF_MAX, backoff_metadata
+
+    async def main() -> tuple[int, list[float]]:
+        calls, slept = [0], []
+
+        async def update() -> bool:
+            calls[0] += 1
+            return calls[0] > 8  # the broker comes back at the 9th try
+
+        async def sleep(seconds: float) -> None:
+            slept.append(seconds)
+
+        force = backoff_metadata(update, sleep)
+        first, second = force(), force()  # the sender and another caller
+        assert await first is False and await second is False
+        for _ in range(8):
+            await force()
+        return calls[0], slept
+
+    calls, slept = asyncio.run(main())
+    assert calls == 9  # the two first callers shared one update
+    assert len(slept) == 8  # one wait per failed update
+    assert 0.05 <= slept[0] <= 0.1 and max(slept) <= METADATA_BACKOFF_MAX
+    assert slept[-1] >= METADATA_BACKOFF_MAX / 2
+
+
+def test_the_worker_producer_backs_off_metadata_updates() -> None:
+    app = worker_app(Settings(_env_file=None))  # type: ignore[call-arg]
+
+    async def build() -> Any:
+        return app.producer._new_producer()
+
+    producer = asyncio.run(build())
+    assert producer.client.force_metadata_update.__qualname__.startswith("backoff_metadata")
