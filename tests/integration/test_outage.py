@@ -5,6 +5,7 @@ the suite's own (`dev/kafka`), stopped and started again by this test."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -33,6 +34,13 @@ def broker(action: str, settings: Settings) -> None:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def active_opens() -> int:
+    """TCP connections this machine opened so far (`/proc/net/snmp`)."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()]
+    head, values = next(pair for pair in itertools.pairwise(lines) if pair[0][0] == "Tcp:")
+    return int(values[head.index("ActiveOpens")])
 
 
 def ready(settings: Settings) -> bool:
@@ -70,12 +78,14 @@ def test_a_broker_outage_costs_little_cpu_few_log_lines_and_nothing_is_lost(
     log_before = len(worker.log_path.read_text(errors="replace").splitlines())
     broker("stop", settings)
     try:
-        cpu0, t0 = cpu_seconds(worker.proc.pid), time.monotonic()
+        cpu0, t0, opens0 = cpu_seconds(worker.proc.pid), time.monotonic(), active_opens()
         states = []
         while time.monotonic() - t0 < OUTAGE_SECONDS:
             time.sleep(2)
             states.append(ready(settings))
-        cpu = (cpu_seconds(worker.proc.pid) - cpu0) / (time.monotonic() - t0)
+        took = time.monotonic() - t0
+        cpu = (cpu_seconds(worker.proc.pid) - cpu0) / took
+        connects = (active_opens() - opens0) / took  # the machine's; the worker's dominate
         lines = len(worker.log_path.read_text(errors="replace").splitlines()) - log_before
     finally:
         broker("start", settings)
@@ -92,11 +102,13 @@ def test_a_broker_outage_costs_little_cpu_few_log_lines_and_nothing_is_lost(
     )
     per_minute = lines / (OUTAGE_SECONDS / 60)
     print(
-        f"outage {OUTAGE_SECONDS}s: worker CPU {cpu:.1%}, {per_minute:.0f} log lines/min,"
+        f"outage {OUTAGE_SECONDS}s: worker CPU {cpu:.1%}, {connects:.1f} connects/s,"
+        f" {per_minute:.0f} log lines/min,"
         f" ready again {recovered:.1f}s after the broker start began"
     )
     assert worker.proc.poll() is None
     assert not any(states[5:]), states  # not ready within 10 s of the outage
     assert cpu < 0.3, f"{cpu:.0%} CPU while the broker was gone"
     assert per_minute < 300, f"{per_minute:.0f} log lines a minute"
+    assert connects < 50, f"{connects:.0f} connects/s"
     assert recovered < 60
