@@ -361,8 +361,13 @@ class Wiring:
 
     async def unstall(self) -> None:
         """Seek back partitions that have records waiting but whose position
-        has not moved for `STALL_SECONDS` (see `stream.continuity`)."""
-        if self.app.rebalancing:
+        has not moved for `STALL_SECONDS` (see `stream.continuity`). Not
+        while an agent waits on its own sends (outputs slow to be
+        acknowledged): then positions stand still because the worker is
+        busy, not because Faust lost records, and seeking back would only
+        process them twice."""
+        if self.app.rebalancing or any(sending_slowly(i) for i in self.inflight.values()):
+            self.watching = {}  # start the quiet-time count afresh afterwards
             return
         now = time.monotonic()
         consumer = self.app.consumer
@@ -526,8 +531,16 @@ class Wiring:
             self.metrics.state_bytes.labels(name).set(size)
 
 
-def none() -> None:
-    return None
+SLOW_SEND_SECONDS = 5.0
+
+
+def sending_slowly(inflight: Inflight) -> bool:
+    """The agent is held up by its own sends: its in-flight queue is full,
+    or its oldest record has waited for acks longer than `SLOW_SEND_SECONDS`."""
+    oldest = inflight.oldest()
+    return len(inflight.queue) >= inflight.limit or (
+        oldest is not None and oldest[0] > SLOW_SEND_SECONDS
+    )
 
 
 def raw_topics(app: faust.App, *names: str) -> Any:

@@ -193,3 +193,24 @@ def test_the_oldest_age_covers_records_waiting_for_their_changelog() -> None:
         assert inflight.oldest() is None and e.acked
 
     run(main())
+
+
+def test_a_worker_slowed_by_its_own_sends_is_not_taken_for_a_stalled_one() -> None:
+    """Positions stand still while outputs wait for acks: the stall check
+    must not seek back then (it would process everything twice)."""
+    from stream.app import SLOW_SEND_SECONDS, sending_slowly
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        inflight = Inflight(lambda exc: None, limit=2)
+        assert not sending_slowly(inflight)
+        out: asyncio.Future[Any] = loop.create_future()
+        inflight.add(Event("1"), [out], [])
+        assert not sending_slowly(inflight)  # just sent
+        inflight.queue[0].since -= SLOW_SEND_SECONDS + 1
+        assert sending_slowly(inflight)  # waiting on the broker for a while
+        inflight.queue[0].since += SLOW_SEND_SECONDS + 1
+        inflight.add(Event("2"), [loop.create_future()], [])
+        assert sending_slowly(inflight)  # queue at its limit: the agent waits for room
+
+    run(main())
