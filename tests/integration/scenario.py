@@ -88,6 +88,8 @@ def events() -> list[Rec]:
     out = [usage(i, s1, i, cycle_used=u) for i, u in enumerate((810, 920, 1005), start=1)]
     out += [usage(10, s3, 1, cycle_used=950, cycle_quota=1000)]  # elderly: voice
     out += [usage(20, s1, 30, roaming_country="JP")]  # 11:30 in Tokyo: not quiet there
+    # a 4th non-critical notice in 24 h for s1: capped (the lost-disk test checks it)
+    out += [usage(21, s1, 40, roaming_country="KR")]
     out += [bill(i, s2, i, "other", 1, balance=b) for i, b in enumerate((15, 4), start=1)]
     out += [bill(10, s5, 1, "international_call", 150)]
     out += [bill(11, s5, 2, "international_call", 200)]

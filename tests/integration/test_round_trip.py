@@ -133,6 +133,7 @@ def test_worker_outputs_equal_replay_outputs_with_the_same_ids(
         t["change"] == "escalated" for t in tasks
     )
     assert metric(m, "forewarn_dead_letters_total") == 0
+    assert metric(m, "forewarn_suppressions_total", reason="fatigue_cap") == 1
     assert metric(m, "forewarn_rules_loaded") == 7
     assert metric(m, "forewarn_rule_series") == 7  # the default rules share nothing
     assert metric(m, "forewarn_rules_last_reload_success") == 1
