@@ -80,7 +80,7 @@ def test_failed_metadata_updates_back_off_and_are_shared() -> None:
     assert slept[-1] >= METADATA_BACKOFF_MAX / 2
 
 
-def test_the_worker_producer_backs_off_metadata_updates() -> None:
+def test_the_worker_producer_and_consumer_back_off_metadata_updates() -> None:
     app = worker_app(Settings(_env_file=None))  # type: ignore[call-arg]
 
     async def build() -> Any:
@@ -88,3 +88,5 @@ def test_the_worker_producer_backs_off_metadata_updates() -> None:
 
     producer = asyncio.run(build())
     assert producer.client.force_metadata_update.__qualname__.startswith("backoff_metadata")
+    consumer: Any = worker_consumer(Settings(_env_file=None))  # type: ignore[call-arg]
+    assert consumer._client.force_metadata_update.__qualname__.startswith("backoff_metadata")
