@@ -104,7 +104,7 @@ def test_a_broker_outage_costs_little_cpu_few_log_lines_and_nothing_is_lost(
     print(
         f"outage {OUTAGE_SECONDS}s: worker CPU {cpu:.1%}, {connects:.1f} connects/s,"
         f" {per_minute:.0f} log lines/min,"
-        f" ready again {recovered:.1f}s after the broker start began"
+        f" ready again {recovered:.1f}s after the broker was back"
     )
     assert worker.proc.poll() is None
     assert not any(states[5:]), states  # not ready within 10 s of the outage
