@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from stream.settings import Settings
 
 
@@ -375,12 +377,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Bad arguments, a missing or unreadable file and invalid settings are
+    one line on stderr and exit code 2, never a traceback."""
     args = build_parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False, include_input=False):
+            where = "FOREWARN_" + "__".join(str(p).upper() for p in err["loc"])
+            print(f"forewarn: error: {where}: {err['msg']}", file=sys.stderr)
+        return 2
     try:
         code: int = args.func(settings, args)
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:
+        if exc.filename is None:
+            print(f"forewarn: error: {exc}", file=sys.stderr)
+            return 1
+        print(f"forewarn: error: cannot open {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
     return code
 
 

@@ -20,6 +20,7 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from schemas import InterventionTask, TaskUpdate
 from stream.connection import kafka_python_config
+from stream.logs import mask
 from stream.settings import Settings, TopicNames
 from stream.worksim import WorkSimulator
 
@@ -173,9 +174,10 @@ def format_output(topic: str, value: bytes | None) -> str:
     except ValueError:
         return f"{topic}: (undecodable)\n"
     if "notice_id" in doc:
+        after = f" after {doc['deliver_after']}" if doc.get("deliver_after") else ""
         return (
             f"NOTICE {doc['rule_id']}/{doc['tier']} [{doc['severity']}] -> "
-            f"{doc['subscriber_id']} via {doc['channel']}: {doc['message']}\n"
+            f"{mask(doc['subscriber_id'])} via {doc['channel']}{after}: {doc['message']}\n"
         )
     if "task_id" in doc:
         return (

@@ -23,7 +23,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-_DIGITS = re.compile(r"(?<![\d.])\d{7,}")  # an id, not the decimals of a number
+# A subscriber id: a run of 7+ digits standing on its own, not the decimals of
+# a number (either side) and not part of a word (a rule version such as `a1358270aabe`).
+_DIGITS = re.compile(r"(?<![\w.])\d{7,}(?!\w|\.\d)")
 _STANDARD = set(vars(logging.makeLogRecord({})))
 _NUMBERS = re.compile(r"\d+")
 

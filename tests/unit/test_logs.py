@@ -95,3 +95,32 @@ def test_repeated_messages_are_rate_limited_with_a_count() -> None:
     assert later.getMessage() == (
         "Unable to connect to node 7 (649 similar messages in the last 10s held back)"
     )
+
+
+def test_only_subscriber_ids_are_masked_never_other_values() -> None:
+    from stream.logs import _mask_digits
+
+    text = "rules loaded, version a1358270aabe; subscriber 8613800001234; 12345678.5 CNY"
+    assert _mask_digits(text) == (
+        "rules loaded, version a1358270aabe; subscriber *********1234; 12345678.5 CNY"
+    )
+
+
+def test_the_live_view_masks_subscribers_and_shows_deferred_delivery() -> None:
+    import json
+
+    from stream.feed import format_output
+
+    notice = {
+        "notice_id": "n",
+        "rule_id": "data-usage",
+        "tier": "80pct",
+        "severity": "info",
+        "subscriber_id": "8613800001234",
+        "channel": "sms",
+        "message": "80% used",
+        "deliver_after": "2026-11-21T08:00:00+08:00",
+    }
+    line = format_output("customer-notices", json.dumps(notice).encode())
+    assert "*********1234" in line and "8613800001234" not in line
+    assert "after 2026-11-21T08:00:00+08:00" in line

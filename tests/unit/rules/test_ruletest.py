@@ -102,3 +102,14 @@ def test_default_tests_catch_a_changed_threshold(tmp_path: Path) -> None:
     run = run_test_files(sorted((rules / "tests").glob("*.yaml")))
     failed = {c.name for c in run.cases if not c.ok}
     assert "each tier once per cycle, highest only, a new cycle re-arms" in failed
+
+
+def test_a_missing_file_or_bad_setting_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["replay", "/no/such/file.jsonl"]) == 2
+    err = capsys.readouterr().err
+    assert err == "forewarn: error: cannot open /no/such/file.jsonl: No such file or directory\n"
+    monkeypatch.setenv("FOREWARN_PARTITIONS", "many")
+    assert main(["rules", "check"]) == 2
+    assert capsys.readouterr().err.startswith("forewarn: error: FOREWARN_PARTITIONS: ")
