@@ -9,12 +9,14 @@ only when there is no diagnostic at all: a half-loaded rule set is never run.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from rules.diagnostics import RuleDiagnostic
 from rules.document import MAX_BYTES, Document, Mark, parse_document
@@ -157,9 +159,10 @@ def load_file(file: Path) -> tuple[list[tuple[Rule, Mark]], list[RuleDiagnostic]
 class Locator:
     """Turns paths inside the document into `file:line:col` diagnostics."""
 
-    def __init__(self, file: str, doc: Document) -> None:
+    def __init__(self, file: str, doc: Document, root: type[BaseModel] = RuleFile) -> None:
         self.file = file
         self.doc = doc
+        self.root = root  # the model of the whole file, for "did you mean" advice
         self.diagnostics: list[RuleDiagnostic] = []
         self._reported: set[tuple[str | int, ...]] = set()
 
@@ -205,6 +208,14 @@ class Locator:
         message = _advice(err)
         if err["type"] == "extra_forbidden":
             mark = self.doc.marks.get(path, self.doc.mark(path))
+            known = fields_at(self.root, path[:-1])
+            if known and path and isinstance(path[-1], str):
+                close = difflib.get_close_matches(path[-1], sorted(known), n=1)
+                message = (
+                    f"unknown field; did you mean {close[0]!r}?"
+                    if close
+                    else f"unknown field; the fields here are {', '.join(sorted(known))}"
+                )
         elif err["type"] == "missing":
             mark = self.doc.mark(path[:-1])
         else:
@@ -249,6 +260,48 @@ class Locator:
             )
 
         return report
+
+
+def _model_in(tp: Any) -> Any:
+    """The type inside `Annotated[...]` and `X | None` (a model or a
+    container when the union has one)."""
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+        elif origin in (Union, UnionType):
+            members = [a for a in get_args(tp) if a is not type(None)]
+            tp = next(
+                (m for m in members if isinstance(m, type) and issubclass(m, BaseModel)),
+                next((m for m in members if get_origin(m) in (list, dict, tuple)), members[0]),
+            )
+        else:
+            return tp
+
+
+def fields_at(root: type[BaseModel], path: tuple[str | int, ...]) -> set[str] | None:
+    """The field names (as written in YAML: aliases) of the model at `path`
+    in a file of `root`, or None when it is not a model."""
+    tp: Any = root
+    for part in path:
+        tp = _model_in(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = next(
+                (f for n, f in tp.model_fields.items() if part in (n, f.alias)), None
+            )
+            if field is None:
+                return None
+            tp = field.annotation
+        elif get_origin(tp) in (list, tuple) and isinstance(part, int):
+            tp = get_args(tp)[0]
+        elif get_origin(tp) is dict:
+            tp = get_args(tp)[1]
+        else:
+            return None
+    tp = _model_in(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return {f.alias or n for n, f in tp.model_fields.items()}
+    return None
 
 
 def _get(data: Any, path: tuple[str | int, ...]) -> Any:

@@ -285,7 +285,7 @@ def _run_file(file: Path, run: TestRun) -> None:
         run.diagnostics.append(RuleDiagnostic(str(file), 1, 1, f"cannot read: {exc}"))
         return
     doc = parse_document(text)
-    located = Locator(str(file), doc)
+    located = Locator(str(file), doc, TestFileSpec)
     for mark, path, message in doc.problems:
         located.add_at(mark, path, message)
     spec: TestFileSpec | None = None

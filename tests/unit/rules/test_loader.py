@@ -42,7 +42,7 @@ def test_five_mistakes_give_five_located_diagnostics() -> None:
         "7:15: rule \"data-usage-copy\": measures.ratio: unknown name 'cycle_usd'; did you mean 'cycle_used'?",
         '15:58: rule "data-usage-copy": tiers[0].notice.message.zh-CN: template uses unknown name(s) ratoi; available: condition, cycle, cycle_used, key, quota, ratio, rule_id, subscriber_id, tier',
         '17:15: rule "data-usage-copy": tiers[1].when: tiers out of order: ratio >= 0.8 is milder than the previous tier\'s ratio >= 0.9; list tiers from mild to severe',
-        '27:5: rule "second": colour: unknown field; check the spelling (see docs/rules.md for the fields)',
+        '27:5: rule "second": colour: unknown field; the fields here are baseline, category, change, clear, description, enabled, filter, id, key, measures, source, tiers, window',
         "34:44: rule \"second\": tiers[0].dedup.cooldown: '1:30' is ambiguous (YAML 1.1 reads it as a base-60 number); quote it, e.g. '22:00', or use a duration like '90m'",
     ]
 
@@ -79,3 +79,32 @@ def test_absurdly_nested_expressions_are_diagnostics_not_crashes(tmp_path: Path)
     for nested in ("-" * 1900 + "1 > 0", "(" * 400 + "true" + ")" * 400):
         got = messages(text.replace('"changed and current != null"', f'"{nested}"'), tmp_path)
         assert len(got) == 1 and "tiers[0].when: expression too deeply nested" in got[0], got
+
+
+def test_a_misspelt_field_gets_a_suggestion_at_every_depth(tmp_path: Path) -> None:
+    (tmp_path / "typo.yaml").write_text(
+        """rules:
+  - id: x
+    description: d
+    source: billing
+    category: c
+    measures: {a: {expr: "amount", agregate: sum}}
+    tiers:
+      - name: t
+        when: "a > 1"
+        severity: warning
+        severty: warning
+        dedup: {scope: episode}
+        fro: 2
+        task: {queue: fraud, action: investigate, priority: P3, summary: s, escalate: {priorty: P1}}
+""",
+        encoding="utf-8",
+    )
+    result = load_rule_set([tmp_path])
+    found = sorted((d.field, d.message) for d in result.diagnostics if "unknown field" in d.message)
+    assert found == [
+        ("measures.a.agregate", "unknown field; did you mean 'aggregate'?"),
+        ("tiers[0].fro", "unknown field; did you mean 'for'?"),
+        ("tiers[0].severty", "unknown field; did you mean 'severity'?"),
+        ("tiers[0].task.escalate.priorty", "unknown field; did you mean 'priority'?"),
+    ]
