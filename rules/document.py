@@ -142,6 +142,27 @@ def _build(node: yaml.Node, doc: Document, path: Path) -> Any:
     raise TypeError(f"unexpected YAML node {node!r}")  # pragma: no cover
 
 
+# The parser's words, and what they usually mean in a rule file.
+_HINTS = (
+    ("mapping values are not allowed", "a ':' inside an unquoted value; quote the value"),
+    ("cannot start any token", "tabs cannot indent YAML; use spaces"),
+    ("could not find expected ':'", "a key without its ':', or a line indented wrongly"),
+    ("did not find expected key", "this line's indentation does not match the keys above it"),
+    ("expected <block end>", "this line's indentation does not match its block"),
+    ("unexpected end of stream", "a quote or a bracket is not closed"),
+    ("expected ',' or ']'", "a list in [brackets] is not closed"),
+    ("expected ',' or '}'", "a mapping in {braces} is not closed"),
+    (
+        "found unknown escape character",
+        "in double quotes a backslash starts an escape; use single quotes",
+    ),
+)
+
+
+def _hint(problem: str) -> str:
+    return next((f" (hint: {hint})" for words, hint in _HINTS if words in problem), "")
+
+
 def _event_mark(event: yaml.Event) -> Mark:
     mark = event.start_mark
     return Mark(mark.line + 1, mark.column + 1) if mark is not None else Mark(1, 1)
@@ -214,7 +235,8 @@ def parse_document(text: str) -> Document:
         mark = exc.problem_mark or exc.context_mark
         pos = Mark(mark.line + 1, mark.column + 1) if mark else Mark(1, 1)
         doc = Document(data=None)
-        doc.problems.append((pos, (), f"YAML syntax error: {exc.problem or exc}"))
+        problem = str(exc.problem or "invalid YAML")
+        doc.problems.append((pos, (), f"YAML syntax error: {problem}{_hint(problem)}"))
         return doc
     except yaml.YAMLError as exc:  # never the file's text: it may not be a rule file
         doc = Document(data=None)

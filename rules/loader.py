@@ -286,9 +286,7 @@ def fields_at(root: type[BaseModel], path: tuple[str | int, ...]) -> set[str] | 
     for part in path:
         tp = _model_in(tp)
         if isinstance(tp, type) and issubclass(tp, BaseModel):
-            field = next(
-                (f for n, f in tp.model_fields.items() if part in (n, f.alias)), None
-            )
+            field = next((f for n, f in tp.model_fields.items() if part in (n, f.alias)), None)
             if field is None:
                 return None
             tp = field.annotation

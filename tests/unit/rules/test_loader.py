@@ -108,3 +108,23 @@ def test_a_misspelt_field_gets_a_suggestion_at_every_depth(tmp_path: Path) -> No
         ("tiers[0].severty", "unknown field; did you mean 'severity'?"),
         ("tiers[0].task.escalate.priorty", "unknown field; did you mean 'priority'?"),
     ]
+
+
+def test_yaml_syntax_errors_come_with_a_plain_language_hint(tmp_path: Path) -> None:
+    cases = {
+        "colon.yaml": "rules:\n  - id: a\n    description: Note: this\n",
+        "tab.yaml": "rules:\n\t- id: a\n",
+        "quote.yaml": 'rules:\n  - id: "a\n',
+        "bracket.yaml": "rules: [a, b\n",
+    }
+    hints = {}
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        (diagnostic,) = load_rule_set([tmp_path / name]).diagnostics
+        hints[name] = diagnostic.message.split("(hint: ")[1]
+    assert hints == {
+        "colon.yaml": "a ':' inside an unquoted value; quote the value)",
+        "tab.yaml": "tabs cannot indent YAML; use spaces)",
+        "quote.yaml": "a quote or a bracket is not closed)",
+        "bracket.yaml": "a list in [brackets] is not closed)",
+    }
