@@ -428,6 +428,8 @@ class _RuleRun:
             if n in facts:
                 facts[n] = datetime.fromtimestamp(facts[n], _UTC).isoformat()
         facts["condition"] = tier.when.source
+        if tier.threshold is not None:  # texts need not repeat the tier's number
+            facts["threshold"] = tier.threshold
         facts["key"] = self.key
         if self.rule.key is not KeyField.CELL_ID:  # whom a subscriber's or a line's task is for
             facts["subscriber_id"] = getattr(self.event, "subscriber_id", None)

@@ -103,6 +103,7 @@ class Tier:
     notice: NoticeSpec | None
     task: TaskSpec | None
     due_in_s: float | None
+    threshold: float | None = None  # the constant of a `name op number` condition
 
 
 @dataclass(frozen=True)
@@ -267,7 +268,11 @@ class _Compiler:
         except TemplateError as exc:
             self.report(path, None, exc.message)
 
-    def texts(self, path: tuple[str | int, ...], notice: NoticeSpec) -> None:
+    def texts(
+        self, path: tuple[str | int, ...], notice: NoticeSpec, extra: frozenset[str] = frozenset()
+    ) -> None:
+        """A notice's texts; `extra` are names only this tier has (`threshold`)."""
+        known = self.fact_names | extra
         parts = {
             "title": notice.title,
             "message": notice.message,
@@ -281,13 +286,15 @@ class _Compiler:
             if text is None:
                 continue
             for lang, source in (("en", text.en), ("zh-CN", text.zh_cn)):
-                self.template((*path, *name.split("."), lang), source)
+                self.template((*path, *name.split("."), lang), source, known)
 
-    def task_texts(self, path: tuple[str | int, ...], task: TaskSpec) -> None:
+    def task_texts(
+        self, path: tuple[str | int, ...], task: TaskSpec, extra: frozenset[str] = frozenset()
+    ) -> None:
         """The task's summary, and the texts of its escalation and outcomes,
         which also see the task's `due_by`, `outcome` and `note`."""
-        self.template((*path, "summary"), task.summary)
-        known = self.fact_names | TASK_NAMES
+        self.template((*path, "summary"), task.summary, self.fact_names | extra)
+        known = self.fact_names | TASK_NAMES | extra
         notices: dict[tuple[str, ...], OutcomeNoticeSpec | None] = {}
         if task.escalate is not None:
             notices[("escalate", "notice")] = task.escalate.notice
@@ -364,8 +371,10 @@ def compile_rule(spec: RuleSpec, report: Report) -> Rule | None:
             if t.dedup.by
             else None
         )
+        threshold = simple_threshold(t.when)
+        extra = frozenset({"threshold"}) if threshold else frozenset()
         if t.notice:
-            c.texts(("tiers", i, "notice"), t.notice)
+            c.texts(("tiers", i, "notice"), t.notice, extra)
             if t.notice.audience.value == "home_cell" and spec.key is not KeyField.CELL_ID:
                 note(
                     ("tiers", i, "notice", "audience"),
@@ -373,7 +382,7 @@ def compile_rule(spec: RuleSpec, report: Report) -> Rule | None:
                     "audience 'home_cell' needs a rule keyed by cell_id",
                 )
         if t.task:
-            c.task_texts(("tiers", i, "task"), t.task)
+            c.task_texts(("tiers", i, "task"), t.task, extra)
         if when:
             tiers.append(
                 Tier(
@@ -388,6 +397,7 @@ def compile_rule(spec: RuleSpec, report: Report) -> Rule | None:
                     notice=t.notice,
                     task=t.task,
                     due_in_s=parse_duration(t.task.due_in) if t.task and t.task.due_in else None,
+                    threshold=threshold[2] if threshold else None,
                 )
             )
     _check_tier_order(spec, note)
