@@ -73,6 +73,18 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
                 width=6,
             ),
             Panel(
+                "Rule-set version per worker",
+                "Which rule-set version each worker runs. Two versions at once after a reload"
+                " means a worker did not pick up (or rejected) the change.",
+                "none",
+                (
+                    q(
+                        'count by (instance, version) (forewarn_rule_set_info{instance=~"$instance"})',
+                        "{{instance}} {{version}}",
+                    ),
+                ),
+            ),
+            Panel(
                 "Last rule reload",
                 "OK when every worker's last rule (re)load succeeded; REJECTED when a changed"
                 " rule file was refused (the previous rules keep running; see the worker log for"
@@ -190,12 +202,13 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
             ),
             Panel(
                 "Notices by rule and tier",
-                "Customer notices produced per second, by rule and tier.",
+                "Customer notices produced per second, by rule and tier; 'service restored'"
+                " notices (<tier>:resolved) are left out.",
                 "ops",
                 (
                     q(
                         "sum by (rule, tier) (rate(forewarn_notices_total"
-                        f'{{rule=~"$rule", instance=~"$instance"}}{RATE}))',
+                        f'{{rule=~"$rule", instance=~"$instance", tier!~".*:resolved"}}{RATE}))',
                         "{{rule}} {{tier}}",
                     ),
                 ),
@@ -228,14 +241,30 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
             ),
             Panel(
                 "Suppressions by reason",
-                "Detections or notices not sent (or deferred) per second, by reason: duplicate,"
-                " cooldown, quiet hours, fatigue cap, opt-out... This is the 'never spam' side.",
+                "Detections or notices not sent per second, by reason: duplicate, cooldown,"
+                " fatigue cap, opt-out, superseded, not notified... This is the 'never spam'"
+                " side. Quiet-hour deferrals are not suppressions: they have their own panel.",
                 "ops",
                 (
                     q(
                         "sum by (reason) (rate(forewarn_suppressions_total"
-                        f'{{rule=~"$rule", instance=~"$instance"}}{RATE}))',
+                        f'{{rule=~"$rule", instance=~"$instance", reason!="quiet_hours_deferred"}}'
+                        f"{RATE}))",
                         "{{reason}}",
+                    ),
+                ),
+            ),
+            Panel(
+                "Quiet-hour deferrals",
+                "Notices held because they fell in the subscriber's quiet hours, per second, by"
+                " rule. They are sent when the quiet hours end, unless their episode ends first.",
+                "ops",
+                (
+                    q(
+                        "sum by (rule) (rate(forewarn_suppressions_total"
+                        f'{{rule=~"$rule", instance=~"$instance", reason="quiet_hours_deferred"}}'
+                        f"{RATE}))",
+                        "{{rule}}",
                     ),
                 ),
             ),
@@ -350,6 +379,44 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
                         "sum by (source) (increase(forewarn_input_gaps_total"
                         f'{{instance=~"$instance"}}{RATE}))',
                         "read directly {{source}}",
+                    ),
+                ),
+            ),
+            Panel(
+                "Oldest in-flight input",
+                "How long the oldest input has waited for its outputs' or its state's"
+                " acknowledgement, by agent. Growing: the broker is not acknowledging (see"
+                " 'When the broker is gone').",
+                "s",
+                (
+                    q(
+                        'max by (agent) (forewarn_inflight_oldest_seconds{instance=~"$instance"})',
+                        "{{agent}}",
+                    ),
+                ),
+            ),
+            Panel(
+                "Stalled partitions sought back",
+                "Partitions with records waiting that Faust did not deliver, sought back by the"
+                " worker, by source. Occasional after a rebalance; steady: check the broker.",
+                "short",
+                (
+                    q(
+                        "sum by (source) (increase(forewarn_input_stalls_total"
+                        '{instance=~"$instance"}[1h]))',
+                        "{{source}}",
+                    ),
+                ),
+            ),
+            Panel(
+                "State keys",
+                "Estimated keys in local state, by table: subscribers, cells and lines, cell"
+                " member lists.",
+                "short",
+                (
+                    q(
+                        'sum by (table) (forewarn_state_keys{instance=~"$instance"})',
+                        "{{table}}",
                     ),
                 ),
             ),
