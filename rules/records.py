@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from rules.engine import (
     Decision,
@@ -59,6 +59,17 @@ Record = dict[str, Any]
 Output = CustomerNotice | InterventionTask
 
 
+class Suppression(NamedTuple):
+    """A detection or notice that was not sent (or was held), with whom and
+    when: what `forewarn replay --suppressions` writes for a rule author."""
+
+    rule_id: str
+    tier: str | None
+    reason: str
+    key: str  # the subscriber (policy) or the detecting key (engine)
+    at: str  # the event time, RFC 3339
+
+
 @dataclass
 class Effects:
     """What one step produced besides the new record."""
@@ -73,6 +84,7 @@ class Effects:
     evaluated: list[str] = field(default_factory=list)
     transitions: list[tuple[str, Transition]] = field(default_factory=list)
     rejected: FeedbackReason | None = None  # a task update that changed nothing
+    suppressed: list[Suppression] = field(default_factory=list)
 
 
 def encode_record(record: Record) -> bytes:
@@ -119,6 +131,10 @@ def apply_event(
         profile = profile_of(record, key)
         record = _release(record, profile, event.event_time, rules, created_at, effects)
     engine, result = evaluate(record.get("engine"), event, profile, rules, created_at=created_at)
+    at = event.event_time.isoformat()
+    effects.suppressed.extend(
+        Suppression(d.rule_id, d.tier, d.reason.value, key, at) for d in result.decisions
+    )
     new = _route(
         {**record, "engine": engine}, key, profile, result, rules, created_at, members, effects
     )
@@ -338,6 +354,14 @@ def _deliver(
         return record
     effects.policy.extend((intent.rule_id, intent.tier, r) for r in delivery.reasons)
     effects.policy.extend((d.rule_id, d.tier, PolicyReason.SUPERSEDED) for d in delivery.dropped)
+    who, at = profile.subscriber_id, intent.event_time.isoformat()
+    effects.suppressed.extend(
+        Suppression(intent.rule_id, intent.tier, r.value, who, at) for r in delivery.reasons
+    )
+    effects.suppressed.extend(
+        Suppression(d.rule_id, d.tier, PolicyReason.SUPERSEDED.value, who, d.event_time.isoformat())
+        for d in delivery.dropped
+    )
     if delivery.notice is not None:
         effects.outputs.append(delivery.notice)
     return {**record, "policy": policy} if policy else record

@@ -29,6 +29,7 @@ from rules.records import (
     Effects,
     Output,
     Record,
+    Suppression,
     apply_clock,
     apply_event,
     apply_intent,
@@ -62,6 +63,7 @@ class Step:
     transitions: list[tuple[str, Transition]] = field(default_factory=list)
     rejected: FeedbackReason | None = None
     implausible: str | None = None  # why the event's time was not believed
+    suppressed: list[Suppression] = field(default_factory=list)
 
     def add(self, effects: Effects) -> None:
         self.outputs.extend(effects.outputs)
@@ -70,6 +72,7 @@ class Step:
         self.failures.extend(effects.failures)
         self.fired.extend(effects.fired)
         self.transitions.extend(effects.transitions)
+        self.suppressed.extend(effects.suppressed)
         self.rejected = self.rejected or effects.rejected
 
 

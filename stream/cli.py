@@ -223,42 +223,109 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+def _load_rules(settings: Settings, paths: list[str] | None) -> Any:
+    """The rule set at `paths` (default: configured), or None after printing why."""
     from rules.loader import load_rule_set
-    from sinks import JsonlDestination
-    from stream.replay import replay, stderr_if_tty
-    from stream.worksim import WorkSimulator
 
-    result = load_rule_set(_rule_paths(settings, args.rules))
+    result = load_rule_set(_rule_paths(settings, paths))
     if result.rule_set is None:
         for diagnostic in result.diagnostics:
             print(diagnostic, file=sys.stderr)
+    return result.rule_set
+
+
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from sinks import JsonlDestination
+    from stream.impact import Summary, table
+    from stream.replay import replay, stderr_if_tty
+    from stream.worksim import WorkSimulator
+
+    rules = _load_rules(settings, args.rules)
+    if rules is None:
         return 1
-    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
-    try:
+    summary = Summary()
+    with contextlib.ExitStack() as stack:
+        lines = stack.enter_context(open(args.events, encoding="utf-8", errors="surrogateescape"))
+        out = stack.enter_context(open(args.out, "w", encoding="utf-8")) if args.out else sys.stdout
+        suppressions = (
+            stack.enter_context(open(args.suppressions, "w", encoding="utf-8"))
+            if args.suppressions
+            else None
+        )
+        replay(
+            lines,
+            rules,
+            JsonlDestination(out),
+            event_time_created=args.created_at == "event-time",
+            progress=stderr_if_tty(),
+            partitions=args.partitions or settings.partitions,
+            bounds=settings.time_bounds,
+            work=WorkSimulator(args.work_seed) if args.simulate_work else None,
+            summary=summary,
+            suppressions=suppressions,
+        )
+    print(table(summary), file=sys.stderr)
+    return 0
+
+
+def cmd_rules_diff(settings: Settings, args: argparse.Namespace) -> int:
+    """The same recorded events through two rule sets, compared."""
+    import json
+
+    from sinks import ListDestination
+    from stream.impact import Summary, changes, diff_json, diff_table
+    from stream.replay import replay
+
+    before_rules = _load_rules(settings, args.before)
+    after_rules = _load_rules(settings, args.after)
+    if before_rules is None or after_rules is None:
+        return 1
+    runs = []
+    for rules in (before_rules, after_rules):
+        summary = Summary()
         with open(args.events, encoding="utf-8", errors="surrogateescape") as lines:
             replay(
                 lines,
-                result.rule_set,
-                JsonlDestination(out),
-                event_time_created=args.created_at == "event-time",
-                progress=stderr_if_tty(),
+                rules,
+                ListDestination(),
+                event_time_created=True,
                 partitions=args.partitions or settings.partitions,
                 bounds=settings.time_bounds,
-                work=WorkSimulator(args.work_seed) if args.simulate_work else None,
+                summary=summary,
             )
-    finally:
-        if out is not sys.stdout:
-            out.close()
+        runs.append(summary)
+    before, after = runs
+    changed = changes(before, after, after_rules, before_rules)
+    sample = changed[: args.sample]
+    if args.json:
+        print(json.dumps({**diff_json(before, after, sample), "changed_total": len(changed)}))
+        return 0
+    print(diff_table(before, after))
+    print(f"\n{len(changed)} subscriber notice(s) changed; a sample:")
+    for c in sample:
+        what = "now gets" if c.after else "no longer gets"
+        print(f"  {c.subscriber} {what} {c.rule}/{c.tier}: {c.why}")
     return 0
 
 
 def _replay_parser(sub: Any) -> None:
     rp = sub.add_parser("replay", help="run the engine over a JSONL file of input records")
-    rp.add_argument("events")
-    rp.add_argument("--rules", nargs="+", default=None)
-    rp.add_argument("--out", default=None)
-    rp.add_argument("--created-at", choices=["wall-clock", "event-time"], default="wall-clock")
+    rp.add_argument("events", help="JSONL file of {topic, key, value} input records")
+    rp.add_argument(
+        "--rules", nargs="+", default=None, help="rule files or directories (default: configured)"
+    )
+    rp.add_argument("--out", default=None, help="write outputs here (default: stdout)")
+    rp.add_argument(
+        "--created-at",
+        choices=["wall-clock", "event-time"],
+        default="wall-clock",
+        help="created_at of outputs; event-time makes two runs byte-identical",
+    )
+    rp.add_argument(
+        "--suppressions",
+        default=None,
+        help="write every detection or notice not sent, with why, whom and when (JSONL)",
+    )
     rp.add_argument(
         "--partitions",
         type=int,
@@ -301,6 +368,21 @@ def _task_parsers(sub: Any) -> None:
     simw.set_defaults(func=cmd_work_simulate)
 
 
+def _diff_parser(rules_sub: Any) -> None:
+    diff = rules_sub.add_parser(
+        "diff", help="what a rule change does to customers: two rule sets on the same events"
+    )
+    diff.add_argument("events", help="JSONL file of recorded {topic, key, value} input records")
+    diff.add_argument("--before", nargs="+", required=True, help="the deployed rule files/dirs")
+    diff.add_argument("--after", nargs="+", required=True, help="the edited rule files/dirs")
+    diff.add_argument("--json", action="store_true", help="machine-readable output")
+    diff.add_argument("--sample", type=int, default=20, help="changed subscribers to list")
+    diff.add_argument(
+        "--partitions", type=int, default=None, help="as in replay (default: the worker's)"
+    )
+    diff.set_defaults(func=cmd_rules_diff)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="forewarn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -333,6 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="fail when a rule tier or a task transition is not exercised",
     )
     test.set_defaults(func=cmd_rules_test)
+
+    _diff_parser(rules_sub)
 
     schemas = sub.add_parser("schemas", help="JSON Schema of the Kafka contract")
     schemas_sub = schemas.add_subparsers(dest="schemas_command", required=True)

@@ -49,6 +49,7 @@ from stream.decoding import (
     describe_validation_error,
     events_of,
 )
+from stream.impact import Summary, write_suppressions
 from stream.processor import event_key, partition_of
 from stream.worksim import WorkSimulator
 
@@ -83,14 +84,19 @@ def replay(
     partitions: int = 1,
     work: WorkSimulator | None = None,
     bounds: TimeBounds = DEFAULT_BOUNDS,
+    summary: Summary | None = None,
+    suppressions: TextIO | None = None,
 ) -> ReplayStats:
+    """Replay `lines`; `summary` counts outputs and suppressions per rule
+    and tier (`stream.impact`), `suppressions` gets one JSON line per
+    detection or notice not sent, with why, whom and when."""
     session = Session(
         rules,
         created_at=(lambda e: e.event_time) if event_time_created else (lambda e: wall()),
         partition_of=lambda key: partition_of(key.encode(), partitions),
         bounds=bounds,  # from the stream's own time: the wall clock plays no part
     )
-    run = _Run(session, event_time_created, work)
+    run = _Run(session, event_time_created, work, summary, suppressions)
     stats = ReplayStats()
     # In event-time mode even dead letters must be reproducible: they are
     # "received" at the latest event time seen so far.
@@ -105,7 +111,10 @@ def replay(
                 latest = max(latest, output.event_time)
             out.write(encode(output))
             stats.outputs += 1
-            stats.dead += isinstance(output, DeadLetter)
+            if isinstance(output, DeadLetter):
+                stats.dead += 1
+                if summary is not None:
+                    summary.dead_letter(output)
         if progress is not None and stats.lines % 50000 == 0:
             rate = stats.lines / max(time.monotonic() - stats.started, 1e-9)
             progress.write(
@@ -124,10 +133,19 @@ def replay(
 class _Run:
     """One replay: the session, and the simulated work systems if any."""
 
-    def __init__(self, session: Session, event_time_created: bool, work: WorkSimulator | None):
+    def __init__(
+        self,
+        session: Session,
+        event_time_created: bool,
+        work: WorkSimulator | None,
+        summary: Summary | None = None,
+        suppressions: TextIO | None = None,
+    ):
         self.session = session
         self.event_time_created = event_time_created
         self.work = work
+        self.summary = summary
+        self.suppressions = suppressions
 
     def line(self, number: int, line: str, received: datetime) -> list[Output]:
         where = RawRecord("replay", None, number, None, line.encode("utf-8"))
@@ -205,6 +223,10 @@ class _Run:
     def step(self, step: Step, raw: RawRecord, received: datetime) -> list[Output]:
         if self.work is not None:
             self.work.observe(step.outputs)
+        if self.summary is not None:
+            self.summary.add(step)
+        if self.suppressions is not None:
+            write_suppressions(self.suppressions, step)
         outputs: list[Output] = list(step.outputs)
         outputs.extend(
             _dead(raw, "rule_error", message, received, rule_id)
