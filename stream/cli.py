@@ -274,6 +274,7 @@ def cmd_rules_diff(settings: Settings, args: argparse.Namespace) -> int:
 
     from sinks import ListDestination
     from stream.impact import Summary, changes, diff_json, diff_table
+    from stream.logs import mask
     from stream.replay import replay
 
     before_rules = _load_rules(settings, args.before)
@@ -304,7 +305,7 @@ def cmd_rules_diff(settings: Settings, args: argparse.Namespace) -> int:
     print(f"\n{len(changed)} subscriber notice(s) changed; a sample:")
     for c in sample:
         what = "now gets" if c.after else "no longer gets"
-        print(f"  {c.subscriber} {what} {c.rule}/{c.tier}: {c.why}")
+        print(f"  {mask(c.subscriber)} {what} {c.rule}/{c.tier}: {c.why}")
     return 0
 
 
