@@ -266,6 +266,9 @@ def test_compose_file_passes_docker_compose_config_and_a_broken_one_does_not(
     )
     mounts = {v.split(":")[1] for s in services.values() for v in s.get("volumes", [])}
     assert "/etc/forewarn/rules" in mounts
+    worker_mounts = {v.split(":")[0]: v.split(":")[1] for v in services["worker"]["volumes"]}
+    assert worker_mounts.get("worker-state") == "/var/lib/forewarn/state"
+    assert "worker-state" in config["volumes"]  # a named volume: state outlives the container
 
     broken = tmp_path / "compose.yaml"
     text = (DOCKER / "compose.yaml").read_text().replace("stop_grace_period:", "stop_grace_perod:")
