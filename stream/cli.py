@@ -187,6 +187,15 @@ def cmd_schemas_export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def with_id_prefix(records: Any, prefix: str) -> Any:
+    """The records with `prefix` before every event id."""
+    for topic, key, value in records:
+        if isinstance(value, dict) and "event_id" in value:
+            yield topic, key, {**value, "event_id": prefix + value["event_id"]}
+        else:
+            yield topic, key, value
+
+
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import timedelta
 
@@ -195,13 +204,30 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
     population = Population(args.subscribers, seed=args.seed)
     span = timedelta(seconds=parse_duration(args.span))
+    extra: dict[str, Any] = {}
+    if args.start == "now":  # a live run: new times, and event ids no earlier run used
+        from datetime import UTC, datetime
+
+        started = datetime.now(UTC).replace(microsecond=0)
+        extra["start"] = started
+        prefix = started.strftime("r%Y%m%dT%H%M%S-")
+    elif args.start:
+        from datetime import datetime
+
+        extra["start"] = datetime.fromisoformat(args.start)
+        prefix = ""
+    else:
+        prefix = ""
     records = simulate(
         population,
         args.events,
         span=span,
         profiles=not args.no_profiles,
         incidents_every=args.incidents_every,
+        **extra,
     )
+    if prefix:
+        records = with_id_prefix(records, prefix)
     if args.produce:
         from stream.feed import produce
 
@@ -430,7 +456,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--subscribers", type=int, default=10_000)
     sim.add_argument("--events", type=int, default=100_000)
     sim.add_argument("--span", default="2d", help="event time covered, e.g. 2d")
-    sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--seed", type=int, default=7, help="the same seed gives the same records")
+    sim.add_argument(
+        "--start",
+        default=None,
+        help="first event time: RFC 3339, or 'now' (then event ids are unique to this run,"
+        " so a second live run is not taken for the first one's duplicates)",
+    )
     sim.add_argument("--no-profiles", action="store_true", help="events only")
     sim.add_argument(
         "--incidents-every",

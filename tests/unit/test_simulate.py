@@ -10,6 +10,8 @@ import tracemalloc
 from collections import Counter
 from datetime import datetime
 
+import pytest
+
 from rules.loader import load_rule_set
 from sinks import ListDestination
 from stream.replay import replay
@@ -104,3 +106,35 @@ def test_the_live_view_counts_outputs_per_rule_and_tier() -> None:
     assert any(
         line.split() == ["notice", "data-usage", "90pct", "2"] for line in screen.splitlines()
     )
+
+
+def test_a_live_run_starts_now_with_event_ids_of_its_own(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`make run` a second time must not look like the first run's duplicates."""
+    from datetime import UTC, timedelta
+
+    from stream.cli import main
+
+    assert (
+        main(
+            [
+                "simulate",
+                "--subscribers",
+                "50",
+                "--events",
+                "200",
+                "--start",
+                "now",
+                "--no-profiles",
+            ]
+        )
+        == 0
+    )
+    values = [json.loads(line)["value"] for line in capsys.readouterr().out.splitlines()]
+    assert all(v["event_id"].startswith("r2") and "-" in v["event_id"] for v in values)
+    first = datetime.fromisoformat(values[0]["event_time"])
+    assert abs(first - datetime.now(UTC)) < timedelta(days=1)
+    assert main(["simulate", "--subscribers", "50", "--events", "5", "--no-profiles"]) == 0
+    again = [json.loads(line)["value"] for line in capsys.readouterr().out.splitlines()]
+    assert again[0]["event_id"] == "u0"  # without --start: reproducible as before
