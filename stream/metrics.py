@@ -88,6 +88,13 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.without_profile = Counter(
+            "forewarn_events_without_profile_total",
+            "Subscriber events evaluated with the default profile because none was stored"
+            " yet for the subscriber (sent later, or still in flight), by source.",
+            ["source"],
+            registry=r,
+        )
         self.invalid = Counter(
             "forewarn_invalid_events_total",
             "Input records that could not be decoded or validated, by source and reason.",
@@ -262,6 +269,8 @@ class Metrics:
     def declare(self, rule_ids: Iterable[str], suppression_reasons: Iterable[str]) -> None:
         """Export the known label values at 0 (see above)."""
         reasons = tuple(suppression_reasons)
+        for source in ("usage", "billing"):
+            self.without_profile.labels(source)
         for source in INPUT_SOURCES:
             self.events.labels(source)
             self.gaps.labels(source)

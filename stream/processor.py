@@ -290,6 +290,9 @@ class Processor:
                 continue
             self._fire_due(work, t, now, outcome)
             assert raw.key is not None
+            if work.space == SUBSCRIBERS and "profile" not in work.get(raw.key):
+                # evaluated with the default profile: a profile not sent yet, or in flight
+                self.metrics.without_profile.labels(self.sources.get(raw.topic, "unknown")).inc()
             record, effects = apply_event(
                 work.get(raw.key), event, self.rules, created_at=now, members=work.members(raw.key)
             )

@@ -347,3 +347,24 @@ def test_a_huge_cells_intents_are_split_into_records_that_fit() -> None:
     got = [i["subscriber_id"] for _, value in records for i in json.loads(value)]
     assert got == [f"s{i:05d}" for i in range(3000)]
     assert all(json.loads(v)[0]["subscriber_id"] == k.decode() for k, v in records)
+
+
+def test_events_evaluated_before_their_profile_are_counted() -> None:
+    """Profiles and events are different topics: an event can be read before
+    its subscriber's profile. It is evaluated with the default profile, and
+    counted, so the gap shows on the dashboard (README: Ordering)."""
+    m = Metrics()
+    p = Processor(SETTINGS, RULES, m, clock=lambda: NOW)
+    early = p.subscriber(raw("usage_events", "s1", usage("s1", 100, 1)), None)
+    counted = m.registry.get_sample_value(
+        "forewarn_events_without_profile_total", {"source": "usage"}
+    )
+    assert counted == 1
+    profiled = p.subscriber(
+        raw("customer_profiles", "s1", {"subscriber_id": "s1", "language": "en"}), early.record
+    )
+    p.subscriber(raw("usage_events", "s1", usage("s1", 200, 2), offset=2), profiled.record)
+    assert (
+        m.registry.get_sample_value("forewarn_events_without_profile_total", {"source": "usage"})
+        == 1
+    )
