@@ -312,6 +312,25 @@ def _compile(source: str, constants: Mapping[str, Any]) -> Compiled:
     return fn
 
 
+def literal_comparisons(text: str) -> list[tuple[str, str, int]]:
+    """`name == 'text'` and `name != 'text'` (either way round) in an
+    expression, as (name, text, column of the text): so a comparison with a
+    value the name can never take is a diagnostic, not a silent never."""
+    try:
+        tokens = tokenize(text)
+    except ExpressionError:
+        return []
+    found = []
+    for a, op, b in zip(tokens, tokens[1:], tokens[2:], strict=False):
+        if op.kind != "op" or op.text not in ("==", "!="):
+            continue
+        if a.kind == "name" and b.kind == "str":
+            found.append((a.text, b.text[1:-1], b.column))
+        elif a.kind == "str" and b.kind == "name":
+            found.append((b.text, a.text[1:-1], a.column))
+    return found
+
+
 def simple_threshold(text: str) -> tuple[str, str, float] | None:
     """`name op number` as (name, op, number), else None: used to check that
     tier thresholds are in order."""

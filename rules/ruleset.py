@@ -4,17 +4,20 @@ in seconds, names checked against what each source provides. The engine runs
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cached_property
-from typing import Any
+from typing import Any, get_args
 
 from rules.durations import parse_duration
 from rules.expr import (
     Expression,
     ExpressionError,
     any_holds,
+    literal_comparisons,
     parse_expression,
     simple_threshold,
 )
@@ -29,7 +32,7 @@ from rules.model import (
     TaskSpec,
 )
 from rules.templates import TemplateError, check_template
-from schemas import BillingEvent, NetworkQualityEvent, Severity, UsageEvent
+from schemas import BillingEvent, CustomerProfile, NetworkQualityEvent, Severity, UsageEvent
 
 EVENT_FIELDS: dict[Source, frozenset[str]] = {
     Source.USAGE: frozenset(UsageEvent.model_fields),
@@ -56,6 +59,33 @@ DERIVED: dict[Source, frozenset[str]] = {
     Source.NETWORK_QUALITY: frozenset({"cycle"}),
 }
 DETECTION_NAMES = frozenset({"rule_id", "tier", "key"})
+
+
+def _enum_values() -> dict[str, tuple[str, ...]]:
+    """Names whose values are an enumeration, with those values: event
+    fields of every source and profile fields (docs/rules.md lists them)."""
+    out: dict[str, tuple[str, ...]] = {}
+    models: list[tuple[str, type[Any]]] = [
+        ("", UsageEvent),
+        ("", BillingEvent),
+        ("", NetworkQualityEvent),
+        ("profile.", CustomerProfile),
+    ]
+    for prefix, model in models:
+        for name, info in model.model_fields.items():
+            enum = next(
+                (a for a in (info.annotation, *get_args(info.annotation)) if _is_enum(a)), None
+            )
+            if enum is not None:
+                out[prefix + name] = tuple(v.value for v in enum)
+    return out
+
+
+def _is_enum(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, StrEnum)
+
+
+ENUM_VALUES = _enum_values()
 # What the texts tied to a task see besides the detection's facts.
 TASK_NAMES = frozenset({"task_id", "due_by", "outcome", "note", "escalation_level"})
 
@@ -258,6 +288,16 @@ class _Compiler:
             return None
         for name, column in parsed.unknown_names(known.__contains__):
             self.report(path, column, f"unknown name {name!r}; " + _suggest(name, known))
+        for name, literal, column in literal_comparisons(text):
+            allowed = ENUM_VALUES.get(name)
+            if allowed is not None and literal not in allowed:
+                close = difflib.get_close_matches(literal, allowed, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                self.report(
+                    path,
+                    column,
+                    f"{name} is never {literal!r}: {hint}its values are {', '.join(allowed)}",
+                )
         return parsed
 
     def template(

@@ -128,3 +128,46 @@ def test_yaml_syntax_errors_come_with_a_plain_language_hint(tmp_path: Path) -> N
         "quote.yaml": "a quote or a bracket is not closed)",
         "bracket.yaml": "a list in [brackets] is not closed)",
     }
+
+
+def test_a_comparison_with_a_value_a_field_never_takes_is_a_located_diagnostic(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "r.yaml").write_text(
+        """rules:
+  - id: roam
+    description: d
+    source: billing
+    filter: "charge_type == 'roam' and profile.segment != 'VIP'"
+    category: c
+    measures: {a: amount}
+    tiers:
+      - {name: t, when: "a > 1", severity: info, dedup: {scope: episode},
+         notice: {title: {en: a, zh-CN: b}, message: {en: a, zh-CN: b}}}
+""",
+        encoding="utf-8",
+    )
+    got = [(d.line, d.column, d.message) for d in load_rule_set([tmp_path]).diagnostics]
+    assert got == [
+        (
+            5,
+            29,
+            "charge_type is never 'roam': did you mean 'roaming'? its values are subscription,"
+            " data_overage, roaming, international_call, premium_sms, value_added_service,"
+            " device_installment, top_up, other",
+        ),
+        (
+            5,
+            59,
+            "profile.segment is never 'VIP': its values are standard, vip, elderly, enterprise",
+        ),
+    ]
+
+
+def test_the_guide_lists_every_enumerated_value_the_loader_checks() -> None:
+    from rules.ruleset import ENUM_VALUES
+
+    guide = (Path(__file__).resolve().parents[3] / "docs" / "rules.md").read_text()
+    for name, values in ENUM_VALUES.items():
+        row = next(line for line in guide.splitlines() if line.startswith(f"| `{name}`"))
+        assert row.count("`") - 2 == 2 * len(values) and all(f"`{v}`" in row for v in values)
