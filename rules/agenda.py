@@ -86,7 +86,12 @@ class Agenda:
             self.due.pop(key, None)
 
     def implausible(
-        self, partition: int, t: float, now: float | None, bounds: TimeBounds
+        self,
+        partition: int,
+        t: float,
+        now: float | None,
+        bounds: TimeBounds,
+        fallback: float | None = None,
     ) -> str | None:
         """Why an event time cannot be believed, or None: more than
         `future_s` ahead of the partition's stream time (or of `now`, the
@@ -94,7 +99,7 @@ class Agenda:
         `past_s` behind the stream time. Such an event must not move any
         clock or state: a single event dated 2099 would otherwise switch
         detection off for its key."""
-        stream = self.clock.get(partition)
+        stream = self.clock.get(partition, fallback)  # `fallback`: a partition with none yet
         known = [x for x in (stream, now) if x is not None]
         if known and t - max(known) > bounds.future_s:
             what = "wall clock" if now is not None and now >= (stream or now) else "stream's time"

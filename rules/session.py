@@ -124,7 +124,9 @@ class Session:
         step = Step()
         partition = self.partition_of(key)
         t = event.event_time.timestamp()
-        step.implausible = self.agendas[space].implausible(partition, t, self.now(), self.bounds)
+        step.implausible = self.agendas[space].implausible(
+            partition, t, self.now(), self.bounds, fallback=self._latest()
+        )
         if step.implausible is not None:
             return step
         self.at = self.created_at(event)
@@ -171,6 +173,13 @@ class Session:
             for partition in sorted(set(agenda.heaps) | set(agenda.clock)):
                 self._advance(space, partition, t, step)
         return step
+
+    def _latest(self) -> float | None:
+        """The latest stream time of the run: the reference for an event's
+        time when its own partition has none yet, so a bogus first event of
+        a partition (dated 2099) cannot set that partition's clock."""
+        times = [t for agenda in self.agendas.values() for t in agenda.clock.values()]
+        return max(times) if times else None
 
     def _advance(self, space: str, partition: int, t: float | None, step: Step) -> None:
         """Move the partition's clock to `t` (None: leave it) and handle what is due."""

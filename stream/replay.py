@@ -49,6 +49,7 @@ from stream.decoding import (
     describe_validation_error,
     events_of,
 )
+from stream.feed import encode_value
 from stream.impact import Summary, write_suppressions
 from stream.processor import event_key, partition_of
 from stream.worksim import WorkSimulator
@@ -161,7 +162,7 @@ class _Run:
             None,
             number,
             key.encode() if isinstance(key, str) else None,
-            json.dumps(value).encode() if value is not None else None,
+            encode_value(value),  # as `forewarn produce` sends it: a string is raw bytes
         )
         if topic == PROFILES:
             return _profile(self.session, raw, key, value, received)
