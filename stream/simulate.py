@@ -227,23 +227,45 @@ def _usage(p: Population, rng: random.Random, n: int, at: datetime) -> Record:
         "cycle_id": at.strftime("%Y-%m"),
         "cell_id": p.cell_id(p.home_cell(i)),
     }
-    if i % 40 == 7 and at.day % 3 == 0:  # on a trip
-        value["roaming_country"] = ("JP", "FR", "TH", "US")[(i + at.day) % 4]
+    if travelling(i, at):
+        value["roaming_country"] = trip_country(i, at)
     return "usage-events", sid, value
+
+
+def travelling(i: int, at: datetime) -> bool:
+    """One subscriber in 40 travels, every third day: roaming is theirs."""
+    return i % 40 == 7 and at.day % 3 == 0
+
+
+def trip_country(i: int, at: datetime) -> str:
+    return ("JP", "FR", "TH", "US")[(i + at.day) % 4]
+
+
+def _traveller(p: Population, rng: random.Random, at: datetime) -> int | None:
+    """A subscriber travelling on `at`'s day, if the population has one."""
+    count = (p.subscribers - 7 + 39) // 40  # i = 7, 47, 87, ...
+    if count <= 0 or not travelling(7, at):  # they all travel on the same days
+        return None
+    return 7 + 40 * rng.randrange(count)
 
 
 def _billing(p: Population, rng: random.Random, n: int, at: datetime) -> Record:
     i = rng.randrange(p.subscribers)
-    sid = p.subscriber_id(i)
     roll = rng.random()
-    if roll < 0.002:  # a fraud burst
+    traveller = _traveller(p, rng, at) if roll > 0.95 else None
+    if traveller is not None:  # roaming spend of the few who travel: 150-300 CNY a day
+        i = traveller
+    sid = p.subscriber_id(i)
+    if traveller is not None:
+        kind, amount = "roaming", round(rng.uniform(15, 90), 2)
+    elif roll < 0.002:  # a fraud burst
         kind, amount = "premium_sms", round(rng.uniform(300, 1500), 2)
     elif roll < 0.02:
         kind, amount = "value_added_service", float(rng.choice((6, 10, 15)))
     elif roll < 0.12:
         kind, amount = "top_up", float(rng.choice((30, 50, 100)))
     else:
-        kind = rng.choice(("subscription", "roaming", "international_call", "other"))
+        kind = rng.choice(("subscription", "international_call", "other"))
         amount = round(rng.expovariate(1 / 8), 2)
     value: dict[str, Any] = {
         "event_id": f"b{n}",

@@ -138,3 +138,24 @@ def test_a_live_run_starts_now_with_event_ids_of_its_own(
     assert main(["simulate", "--subscribers", "50", "--events", "5", "--no-profiles"]) == 0
     again = [json.loads(line)["value"] for line in capsys.readouterr().out.splitlines()]
     assert again[0]["event_id"] == "u0"  # without --start: reproducible as before
+
+
+def test_roaming_is_spent_by_the_few_who_travel_at_realistic_daily_amounts() -> None:
+    """A roaming-spend rule needs subscribers who spend 100+ CNY a day abroad,
+    not 120 CNY spread over nearly everyone."""
+    from collections import defaultdict
+    from datetime import timedelta
+
+    from stream.simulate import Population, simulate
+
+    daily: dict[tuple[str, str], float] = defaultdict(float)
+    for topic, key, value in simulate(
+        Population(2000), 40000, span=timedelta(days=6), profiles=False
+    ):
+        if topic == "billing-events" and isinstance(value, dict):
+            if value["charge_type"] == "roaming":
+                assert key is not None
+                daily[(key, value["event_time"][:10])] += value["amount"]
+    spenders = {key for key, _ in daily}
+    assert 0 < len(spenders) <= 2000 // 40  # the travellers only
+    assert max(daily.values()) >= 150
