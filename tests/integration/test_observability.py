@@ -56,6 +56,15 @@ def tool(name: str) -> str:
     return path
 
 
+def rendered_alerts(directory: Path, base: str = "docs") -> Path:
+    """alerts.yaml with its runbook base filled in, as the compose stack
+    does when Prometheus starts (next to a copy of its unit tests)."""
+    out = directory / "alerts.yaml"
+    out.write_text(ALERTS.read_text().replace("__RUNBOOK_BASE__", base))
+    shutil.copy(ALERTS.parent / "alerts.test.yaml", directory / "alerts.test.yaml")
+    return out
+
+
 def dashboard_queries() -> list[tuple[str, str]]:
     board = json.loads(DASHBOARD.read_text())
     return [
@@ -111,7 +120,7 @@ def prometheus(settings: Settings, tmp_path: Path) -> Iterator[Prometheus]:
         yaml.safe_dump(
             {
                 "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "rule_files": [str(ALERTS)],
+                "rule_files": [str(rendered_alerts(tmp_path))],
                 "scrape_configs": [
                     {
                         "job_name": "forewarn",
@@ -211,20 +220,28 @@ def test_a_renamed_metric_leaves_a_dashboard_panel_without_data(
     assert prometheus.query(renamed)["data"]["result"] == []
 
 
-def test_alert_rules_pass_promtool_check_and_their_unit_tests() -> None:
+def test_alert_rules_pass_promtool_check_and_their_unit_tests(tmp_path: Path) -> None:
     promtool = tool("promtool")
+    alerts = rendered_alerts(tmp_path)
     check = subprocess.run(
-        [promtool, "check", "rules", str(ALERTS)], check=False, capture_output=True, text=True
+        [promtool, "check", "rules", str(alerts)], check=False, capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
     unit = subprocess.run(
         [promtool, "test", "rules", "alerts.test.yaml"],
-        cwd=ALERTS.parent,
+        cwd=tmp_path,
         check=False,
         capture_output=True,
         text=True,
     )
     assert unit.returncode == 0, unit.stdout + unit.stderr
+    alertmanager = subprocess.run(
+        [tool("amtool"), "check-config", str(DOCKER / "alertmanager" / "alertmanager.yml")],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert alertmanager.returncode == 0, alertmanager.stdout + alertmanager.stderr
     tested = set(re.findall(r"alertname: (\w+)", (ALERTS.parent / "alerts.test.yaml").read_text()))
     alerts = {name for name, _ in alert_expressions() if not name.startswith("forewarn:")}
     assert tested == alerts, f"alerts without a promtool test: {sorted(alerts - tested)}"
@@ -257,7 +274,11 @@ def test_compose_file_passes_docker_compose_config_and_a_broken_one_does_not(
     assert ok.returncode == 0, ok.stderr
     config = yaml.safe_load(ok.stdout)
     services = config["services"]
-    assert set(services) == {"kafka", "topics", "worker", "prometheus", "grafana"}
+    assert set(services) == {"kafka", "topics", "worker", "prometheus", "alertmanager", "grafana"}
+    prometheus = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())
+    targets = prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert targets == ["alertmanager:9093"]  # page alerts reach a receiver
+    assert "RUNBOOK_BASE" in services["prometheus"]["environment"]
     assert services["worker"]["deploy"]["replicas"] == 2
     assert services["kafka"]["image"].startswith("apache/kafka:4.")
     assert all(":" in s["image"] and not s["image"].endswith(":latest") for s in services.values())

@@ -152,10 +152,13 @@ def test_roaming_is_spent_by_the_few_who_travel_at_realistic_daily_amounts() -> 
     for topic, key, value in simulate(
         Population(2000), 40000, span=timedelta(days=6), profiles=False
     ):
-        if topic == "billing-events" and isinstance(value, dict):
-            if value["charge_type"] == "roaming":
-                assert key is not None
-                daily[(key, value["event_time"][:10])] += value["amount"]
+        if (
+            topic == "billing-events"
+            and isinstance(value, dict)
+            and value["charge_type"] == "roaming"
+        ):
+            assert key is not None
+            daily[(key, value["event_time"][:10])] += value["amount"]
     spenders = {key for key, _ in daily}
     assert 0 < len(spenders) <= 2000 // 40  # the travellers only
     assert max(daily.values()) >= 150
