@@ -449,12 +449,12 @@ def build_parser() -> argparse.ArgumentParser:
     schemas_sub = schemas.add_subparsers(dest="schemas_command", required=True)
     export = schemas_sub.add_parser("export", help="write schemas/json/*.json from the models")
     export.add_argument("--check", action="store_true", help="only check they are current")
-    export.add_argument("--dir", default=None)
+    export.add_argument("--dir", default=None, help="write here (default: schemas/json)")
     export.set_defaults(func=cmd_schemas_export)
 
     sim = sub.add_parser("simulate", help="write synthetic {topic,key,value} JSONL traffic")
-    sim.add_argument("--subscribers", type=int, default=10_000)
-    sim.add_argument("--events", type=int, default=100_000)
+    sim.add_argument("--subscribers", type=int, default=10_000, help="population size")
+    sim.add_argument("--events", type=int, default=100_000, help="input events to generate")
     sim.add_argument("--span", default="2d", help="event time covered, e.g. 2d")
     sim.add_argument("--seed", type=int, default=7, help="the same seed gives the same records")
     sim.add_argument(
@@ -476,19 +476,19 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--rate", type=float, default=None, help="with --produce: records/s (default: full speed)"
     )
-    sim.add_argument("--out", default=None)
+    sim.add_argument("--out", default=None, help="write JSONL here (default: stdout)")
     sim.set_defaults(func=cmd_simulate)
 
     _replay_parser(sub)
     _task_parsers(sub)
 
     tail = sub.add_parser("tail", help="print notices, tasks and dead letters as they arrive")
-    tail.add_argument("--seconds", type=float, default=None)
+    tail.add_argument("--seconds", type=float, default=None, help="stop after this long")
     tail.set_defaults(func=cmd_tail)
     watch = sub.add_parser(
         "watch", help="live view: counts per rule and tier, latest notices and tasks"
     )
-    watch.add_argument("--seconds", type=float, default=None)
+    watch.add_argument("--seconds", type=float, default=None, help="stop after this long")
     watch.set_defaults(func=cmd_watch)
     return parser
 

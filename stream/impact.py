@@ -151,7 +151,10 @@ def _why(run: Summary, sub: str, rule: str, tier: str) -> str:
 
 
 def diff_table(before: Summary, after: Summary) -> str:
-    lines = [f"{'rule/tier':<40} {'notices':>15} {'tasks':>11}  suppressions (before -> after)"]
+    lines = [
+        f"{'rule/tier':<40} {'notices':>15} {'tasks':>11}"
+        "  suppressions and channels (before -> after, changed only)"
+    ]
     for rule, tier in sorted(set(before.rows()) | set(after.rows())):
         key = (rule, tier)
         reasons = sorted(
@@ -163,6 +166,16 @@ def diff_table(before: Summary, after: Summary) -> str:
             for r in reasons
             if before.suppressed[(rule, tier, r)] != after.suppressed[(rule, tier, r)]
         )
+        moved = ", ".join(
+            f"{c} {before.channels[(rule, tier, c)]}->{after.channels[(rule, tier, c)]}"
+            for c in sorted(
+                {c for (ru, t, c) in before.channels if (ru, t) == key}
+                | {c for (ru, t, c) in after.channels if (ru, t) == key}
+            )
+            if before.channels[(rule, tier, c)] != after.channels[(rule, tier, c)]
+        )
+        if moved:
+            sup = f"{sup}; channels {moved}" if sup else f"channels {moved}"
         n0, n1, t0, t1 = (
             before.notices[key],
             after.notices[key],

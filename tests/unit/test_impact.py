@@ -69,7 +69,7 @@ def test_rules_diff_shows_the_fatigue_cap_taking_an_existing_rules_notice(
     }
     assert main(args) == 0
     text = capsys.readouterr().out
-    assert "*data-usage/80pct" in text and "fatigue_cap 0->1" in text
+    assert "*data-usage/80pct" in text and "fatigue_cap 0->1; channels sms 1->0" in text
     assert "s1 no longer gets data-usage/80pct: fatigue_cap" in text  # masked: last 4 kept
 
 

@@ -113,3 +113,22 @@ def test_a_missing_file_or_bad_setting_is_one_line_and_exit_2(
     monkeypatch.setenv("FOREWARN_PARTITIONS", "many")
     assert main(["rules", "check"]) == 2
     assert capsys.readouterr().err.startswith("forewarn: error: FOREWARN_PARTITIONS: ")
+
+
+def test_every_command_line_option_has_help_text() -> None:
+    import argparse
+
+    from stream.cli import build_parser
+
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+            elif not isinstance(action, argparse._HelpAction) and not action.help:
+                missing.append(f"{path} {action.option_strings or action.dest}")
+
+    walk(build_parser(), "forewarn")
+    assert missing == []
