@@ -35,7 +35,7 @@ class Summary:
     dead: Counter[str] = field(default_factory=Counter)
     # subscriber -> (rule, tier) notices they got; and why others did not go
     received: dict[str, set[tuple[str, str]]] = field(default_factory=lambda: defaultdict(set))
-    refused: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    refused: dict[tuple[str, str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
 
     def add(self, step: Step) -> None:
         for output in step.outputs:
@@ -51,7 +51,7 @@ class Summary:
     def suppress(self, s: Suppression) -> None:
         tier = s.tier or "*"
         self.suppressed[(s.rule_id, tier, s.reason)] += 1
-        self.refused.setdefault((s.key, s.rule_id, tier), s.reason)
+        self.refused[(s.key, s.rule_id, tier)].add(s.reason)
 
     def dead_letter(self, letter: DeadLetter) -> None:
         self.dead[letter.error_type] += 1
@@ -144,10 +144,28 @@ def changes(
     return sorted(out, key=lambda c: (c.after, c.subscriber, c.rule, c.tier))
 
 
+# Of the reasons a subscriber's notice was held back in a run, the one that
+# explains a lost notice best (a deferral is not a loss).
+_WHY_ORDER = (
+    "fatigue_cap",
+    "not_notified",
+    "superseded",
+    "opt_out",
+    "cooldown",
+    "duplicate",
+    "late_event",
+    "quiet_hours_deferred",
+)
+
+
 def _why(run: Summary, sub: str, rule: str, tier: str) -> str:
-    """Why `sub` did not get `rule/tier` in `run`."""
-    reason = run.refused.get((sub, rule, tier))
-    return reason or "condition did not fire"
+    """Why `sub` did not get `rule/tier` in `run` (a `<tier>:resolved`
+    notice is suppressed under its tier's name)."""
+    reasons = run.refused.get((sub, rule, tier), set()) | run.refused.get(
+        (sub, rule, tier.split(":", maxsplit=1)[0]), set()
+    )
+    ranked = sorted(reasons, key=lambda r: _WHY_ORDER.index(r) if r in _WHY_ORDER else 99)
+    return ranked[0] if ranked else "condition did not fire"
 
 
 def diff_table(before: Summary, after: Summary) -> str:
