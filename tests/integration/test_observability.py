@@ -335,3 +335,18 @@ def test_dashboard_is_the_sdk_built_one_with_units_descriptions_and_variables() 
         assert p["description"] and p["fieldConfig"]["defaults"]["unit"], p["title"]
     variables = {v["name"] for v in board["templating"]["list"]}
     assert {"datasource", "rule", "source", "instance"} <= variables
+    # what an on-call engineer asks for first (each query also runs above)
+    titles = {p["title"] for p in panels}
+    assert {
+        "Oldest in-flight input",
+        "Stalled partitions sought back",
+        "State keys",
+        "Rule-set version per worker",
+        "Quiet-hour deferrals",
+        "Open and overdue tasks by queue",
+        "Task transitions",
+    } <= titles
+    queries = {p["title"]: " ".join(t["expr"] for t in p["targets"]) for p in panels}
+    assert 'reason!="quiet_hours_deferred"' in queries["Suppressions by reason"]
+    assert 'tier!~".*:resolved"' in queries["Notices by rule and tier"]
+    assert "count by (instance, version)" in queries["Rule-set version per worker"]

@@ -83,3 +83,39 @@ def test_a_text_that_fails_at_run_time_costs_only_its_notice(tmp_path: Path) -> 
     assert effects.outputs == [] and record == {}
     assert [rule for rule, _ in effects.failures] == ["careful"]
     assert "baseline" in effects.failures[0][1]
+
+
+def test_a_text_can_read_its_tiers_own_threshold(tmp_path: Path) -> None:
+    rules = load(
+        tmp_path,
+        """rules:
+  - id: spend
+    description: d
+    source: billing
+    category: charges
+    measures: {charged: amount}
+    tiers:
+      - name: big
+        when: "charged >= 250"
+        severity: critical
+        dedup: {scope: episode}
+        notice:
+          title: {en: "Over {{ threshold | num(0) }} CNY", zh-CN: "超过{{ threshold | num(0) }}元"}
+          message: {en: "{{ charged | num }} CNY", zh-CN: "{{ charged | num }}元"}
+""",
+    ).rule_set
+    assert rules is not None
+    intent = NoticeIntent(
+        detection_id="d1",
+        subscriber_id="s1",
+        rule_id="spend",
+        rule_version="v",
+        tier="big",
+        severity=Severity.CRITICAL,
+        category="charges",
+        facts={"charged": 300.0, "threshold": 250.0},
+        event_time=datetime(2026, 11, 20, 10, 0, tzinfo=UTC),
+        source_event_ids=("b1",),
+    )
+    _, effects = apply_intent({}, "s1", intent, rules)
+    assert [o.title for o in effects.outputs] == ["超过250元"]  # type: ignore[union-attr]
