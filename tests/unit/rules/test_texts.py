@@ -47,6 +47,22 @@ rules:
 """
 
 
+def big_charge(rule_id: str, facts: dict[str, float]) -> NoticeIntent:
+    """The notice intent of rule `rule_id`'s critical tier `big` for s1."""
+    return NoticeIntent(
+        detection_id="d1",
+        subscriber_id="s1",
+        rule_id=rule_id,
+        rule_version="v",
+        tier="big",
+        severity=Severity.CRITICAL,
+        category="charges",
+        facts=facts,
+        event_time=datetime(2026, 11, 20, 10, 0, tzinfo=UTC),
+        source_event_ids=("b1",),
+    )
+
+
 def load(tmp_path: Path, text: str) -> LoadResult:
     (tmp_path / "r.yaml").write_text(text, encoding="utf-8")
     return load_rule_set([tmp_path])
@@ -67,18 +83,7 @@ def test_a_text_that_fails_at_run_time_costs_only_its_notice(tmp_path: Path) -> 
     careful = RULES[RULES.index("  - id: careful") :]
     rules = load(tmp_path, "rules:\n" + careful).rule_set
     assert rules is not None
-    intent = NoticeIntent(
-        detection_id="d1",
-        subscriber_id="s1",
-        rule_id="careful",
-        rule_version="old",
-        tier="big",
-        severity=Severity.CRITICAL,
-        category="charges",
-        facts={"charged": 150.0},  # written before the rule read `baseline`
-        event_time=datetime(2026, 11, 20, 10, 0, tzinfo=UTC),
-        source_event_ids=("b1",),
-    )
+    intent = big_charge("careful", {"charged": 150.0})  # facts from before it read `baseline`
     record, effects = apply_intent({}, "s1", intent, rules)
     assert effects.outputs == [] and record == {}
     assert [rule for rule, _ in effects.failures] == ["careful"]
@@ -105,17 +110,6 @@ def test_a_text_can_read_its_tiers_own_threshold(tmp_path: Path) -> None:
 """,
     ).rule_set
     assert rules is not None
-    intent = NoticeIntent(
-        detection_id="d1",
-        subscriber_id="s1",
-        rule_id="spend",
-        rule_version="v",
-        tier="big",
-        severity=Severity.CRITICAL,
-        category="charges",
-        facts={"charged": 300.0, "threshold": 250.0},
-        event_time=datetime(2026, 11, 20, 10, 0, tzinfo=UTC),
-        source_event_ids=("b1",),
-    )
+    intent = big_charge("spend", {"charged": 300.0, "threshold": 250.0})
     _, effects = apply_intent({}, "s1", intent, rules)
     assert [o.title for o in effects.outputs] == ["超过250元"]  # type: ignore[union-attr]
