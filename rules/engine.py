@@ -39,6 +39,7 @@ from typing import Any, NamedTuple
 
 from rules.identity import detection_id, resolution_id
 from rules.model import Audience, DedupScope, KeyField, Source
+from rules.names import profile_env
 from rules.places import local_timezone
 from rules.ruleset import Persist, Plan, Rule, RuleSet, Tier
 from rules.tasks import (
@@ -183,21 +184,7 @@ def event_env(
     }
     env["event_time"] = event.event_time.timestamp()
     env["cycle"] = cycle_of(event)
-    plan = profile.plan
-    env.update(
-        {
-            "profile.segment": profile.segment.value,
-            "profile.language": profile.language.value,
-            "profile.preferred_channel": profile.preferred_channel.value,
-            "profile.timezone": profile.timezone,
-            "profile.prepaid": profile.prepaid,
-            "profile.home_cell_id": profile.home_cell_id,
-            "profile.broadband_line_id": profile.broadband_line_id,
-            "profile.plan.data_quota_mb": plan.data_quota_mb if plan else None,
-            "profile.plan.voice_quota_min": plan.voice_quota_min if plan else None,
-            "profile.plan.sms_quota": plan.sms_quota if plan else None,
-        }
-    )
+    env.update(profile_env(profile))
     acc = None
     if isinstance(event, UsageEvent):
         acc, used = _accumulate(state, event)

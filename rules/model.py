@@ -136,6 +136,11 @@ class ResolvedNoticeSpec(_Spec):
 
 class NoticeSpec(_Spec):
     audience: Annotated[Audience, Lax] = Audience.SUBSCRIBER
+    audience_filter: ExprText | None = Field(
+        default=None,
+        description="Only subscribers whose profile makes this true get the notice, e.g."
+        " \"profile.segment == 'vip'\" (names: profile.*).",
+    )
     title: Text
     message: Text
     message_simple: Text | None = Field(

@@ -3,7 +3,9 @@ subscriber, or is held, or is suppressed with a reason.
 
 Stages, in order (each small, each names its reason):
   1. text         — the tier's text for this part (opening, resolution, escalation,
-                    task outcome); none defined: nothing to send (`unknown_rule`)
+                    task outcome); none defined: nothing to send (`unknown_rule`);
+                    a notice's `audience_filter` over the subscriber's profile.*
+                    leaves out those it does not select (`audience`)
   2. coherence    — a resolution goes only to a subscriber who was told of its
                     opening (`not_notified`); a resolution of an opening still held
                     for quiet hours drops both (`superseded`)
@@ -38,6 +40,7 @@ from zoneinfo import ZoneInfo
 
 from rules.identity import notice_id
 from rules.model import Text
+from rules.names import profile_env
 from rules.ruleset import RuleSet, Tier
 from rules.templates import Renderer
 from schemas import (
@@ -66,6 +69,7 @@ class PolicyReason(StrEnum):
     QUIET_HOURS_DEFERRED = "quiet_hours_deferred"  # held until quiet hours end, not dropped
     UNKNOWN_RULE = "unknown_rule"
     NOT_NOTIFIED = "not_notified"  # a resolution of an opening the subscriber never got
+    AUDIENCE = "audience"  # the notice's audience_filter leaves this subscriber out
     SUPERSEDED = "superseded"  # held for quiet hours, and resolved before they ended
 
 
@@ -201,6 +205,8 @@ def deliver(
     tier = _tier(rules, intent)
     if tier is None or texts_for(tier, intent.part) is None:
         return policy, Delivery(None, (PolicyReason.UNKNOWN_RULE,))
+    if tier.audience_filter is not None and not tier.audience_filter.evaluate(profile_env(profile)):
+        return policy, Delivery(None, (PolicyReason.AUDIENCE,))
     subscriber = profile.subscriber_id
     nid = notice_id(intent.detection_id, subscriber)
     if any(h["nid"] == nid for h in policy.get("held", [])):

@@ -31,6 +31,7 @@ from rules.model import (
     Source,
     TaskSpec,
 )
+from rules.names import PROFILE_NAMES
 from rules.templates import TemplateError, check_template
 from schemas import BillingEvent, CustomerProfile, NetworkQualityEvent, Severity, UsageEvent
 
@@ -39,20 +40,6 @@ EVENT_FIELDS: dict[Source, frozenset[str]] = {
     Source.BILLING: frozenset(BillingEvent.model_fields),
     Source.NETWORK_QUALITY: frozenset(NetworkQualityEvent.model_fields),
 }
-PROFILE_NAMES = frozenset(
-    {
-        "profile.segment",
-        "profile.language",
-        "profile.preferred_channel",
-        "profile.timezone",
-        "profile.prepaid",
-        "profile.home_cell_id",
-        "profile.broadband_line_id",
-        "profile.plan.data_quota_mb",
-        "profile.plan.voice_quota_min",
-        "profile.plan.sms_quota",
-    }
-)
 DERIVED: dict[Source, frozenset[str]] = {
     Source.USAGE: frozenset({"quota", "cycle"}),
     Source.BILLING: frozenset({"cycle"}),
@@ -134,6 +121,7 @@ class Tier:
     task: TaskSpec | None
     due_in_s: float | None
     threshold: float | None = None  # the constant of a `name op number` condition
+    audience_filter: Expression | None = None  # over the receiving subscriber's profile.*
 
 
 @dataclass(frozen=True)
@@ -413,8 +401,15 @@ def compile_rule(spec: RuleSpec, report: Report) -> Rule | None:
         )
         threshold = simple_threshold(t.when)
         extra = frozenset({"threshold"}) if threshold else frozenset()
+        audience_filter = None
         if t.notice:
             c.texts(("tiers", i, "notice"), t.notice, extra)
+            if t.notice.audience_filter:
+                audience_filter = c.expr(
+                    ("tiers", i, "notice", "audience_filter"),
+                    t.notice.audience_filter,
+                    PROFILE_NAMES,
+                )
             if t.notice.audience.value == "home_cell" and spec.key is not KeyField.CELL_ID:
                 note(
                     ("tiers", i, "notice", "audience"),
@@ -438,6 +433,7 @@ def compile_rule(spec: RuleSpec, report: Report) -> Rule | None:
                     task=t.task,
                     due_in_s=parse_duration(t.task.due_in) if t.task and t.task.due_in else None,
                     threshold=threshold[2] if threshold else None,
+                    audience_filter=audience_filter,
                 )
             )
     _check_tier_order(spec, note)

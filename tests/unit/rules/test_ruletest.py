@@ -132,3 +132,14 @@ def test_every_command_line_option_has_help_text() -> None:
 
     walk(build_parser(), "forewarn")
     assert missing == []
+
+
+def test_a_notice_can_go_to_the_vip_home_subscribers_of_a_cell_only() -> None:
+    from pathlib import Path
+
+    from rules.ruletest import run_test_files
+
+    audience = Path(__file__).parent / "testdata" / "audience" / "tests" / "vip-cell.yaml"
+    run = run_test_files([audience])
+    assert run.diagnostics == [] and [c.problems for c in run.cases] == [[]]
+    assert len(run.cases) == 1
