@@ -263,22 +263,28 @@ def release(
     *,
     created_at: datetime | None = None,
     renderer: Renderer | None = None,
-) -> tuple[dict[str, Any], list[CustomerNotice], list[tuple[str, str]]]:
+) -> tuple[dict[str, Any], list[CustomerNotice], list[tuple[str, str]], list[NoticeIntent]]:
     """The held notices whose quiet hours have ended by `now`, in the order
-    they were held; `deliver_after` is the end of the quiet hours. A held
-    notice whose text fails to render is dropped and reported as
-    (rule id, message)."""
+    they were held; `deliver_after` is the end of the quiet hours. Of
+    several held openings of one rule and tier only the latest goes (the
+    others are returned as superseded: "balance 17.18" and "balance 17.28"
+    at 08:00 would be one notice too many). A held notice whose text fails
+    to render is dropped and reported as (rule id, message)."""
     policy: dict[str, Any] = dict(state or {})
     held = policy.get("held", [])
     t = now.timestamp()
     due = [h for h in held if h["release"] <= t]
     if not due:
-        return policy, [], []
+        return policy, [], [], []
     rest = [h for h in held if h["release"] > t]
     if rest:
         policy["held"] = rest
     else:
         policy.pop("held", None)
+    due, superseded = _latest_openings(due)
+    if superseded:
+        gone = {i.detection_id for i in superseded}
+        policy["told"] = [d for d in policy.get("told", []) if d not in gone]
     notices, failures = [], []
     for h in due:
         intent = NoticeIntent.model_validate(h["intent"])
@@ -294,7 +300,26 @@ def release(
             )
         except Exception as exc:  # one failing text costs only its notice
             failures.append((intent.rule_id, f"notice text: {type(exc).__name__}: {exc}"))
-    return policy, notices, failures
+    return policy, notices, failures, superseded
+
+
+def _latest_openings(due: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[NoticeIntent]]:
+    """The held notices to send, and the openings a later opening of the same
+    rule and tier supersedes."""
+    latest: dict[tuple[str, str], int] = {}
+    for i, h in enumerate(due):
+        intent = h["intent"]
+        if intent.get("part", NoticePart.OPENING.value) == NoticePart.OPENING.value:
+            latest[(intent["rule_id"], intent["tier"])] = i
+    keep, dropped = [], []
+    for i, h in enumerate(due):
+        intent = h["intent"]
+        key = (intent["rule_id"], intent["tier"])
+        if key in latest and latest[key] != i and intent.get("part", "opening") == "opening":
+            dropped.append(NoticeIntent.model_validate(intent))
+        else:
+            keep.append(h)
+    return keep, dropped
 
 
 def next_release(state: dict[str, Any] | None) -> float | None:

@@ -214,11 +214,22 @@ def _release(
 ) -> Record:
     if not record.get("policy", {}).get("held"):
         return record
-    policy, notices, failures = release(
+    policy, notices, failures, superseded = release(
         record.get("policy"), profile, now, rules, created_at=created_at
     )
     effects.outputs.extend(notices)
     effects.failures.extend(failures)
+    for d in superseded:
+        effects.policy.append((d.rule_id, d.tier, PolicyReason.SUPERSEDED))
+        effects.suppressed.append(
+            Suppression(
+                d.rule_id,
+                d.tier,
+                PolicyReason.SUPERSEDED.value,
+                profile.subscriber_id,
+                d.event_time.isoformat(),
+            )
+        )
     return {**record, "policy": policy}
 
 

@@ -79,7 +79,7 @@ def test_channel_and_quiet_hours(
         assert sent is None
         early = deliver_after - timedelta(minutes=1)
         assert release(state, profile, early, RULES)[1] == []
-        state, released, _ = release(state, profile, deliver_after, RULES)
+        state, released, _, _ = release(state, profile, deliver_after, RULES)
         assert len(released) == 1 and "held" not in state
         sent = released[0]
     assert sent is not None
@@ -191,3 +191,23 @@ def test_the_cap_judges_a_late_notice_by_the_notices_before_it_in_event_time() -
     assert late.notice is None and late.reasons == (PolicyReason.FATIGUE_CAP,)
     state, again = deliver(state, prof(), intent(13, det="late"), RULES)  # redelivered
     assert again.notice is None and again.reasons == (PolicyReason.FATIGUE_CAP,)
+
+
+def test_of_two_held_openings_of_a_tier_only_the_latest_is_sent() -> None:
+    """Two 'low balance' episodes in one night: at 08:00 the subscriber gets
+    the latest balance once, not both."""
+    state, first = deliver(None, prof(), intent(23, det="n1"), RULES)
+    late = NoticeIntent.model_validate(
+        {
+            **intent(23, det="n2").model_dump(),
+            "facts": {"balance": 12.0},
+            "event_time": datetime(2026, 11, 21, 3, 0, tzinfo=CST),
+        }
+    )
+    state, second = deliver(state, prof(), late, RULES)
+    assert first.reasons == second.reasons == (PolicyReason.QUIET_HOURS_DEFERRED,)
+    state, sent, _, superseded = release(
+        state, prof(), datetime(2026, 11, 21, 8, tzinfo=CST), RULES
+    )
+    assert [n.correlation_id for n in sent] == ["n2"] and "12" in sent[0].message
+    assert [i.detection_id for i in superseded] == ["n1"]
