@@ -350,7 +350,8 @@ def _render(
     scope = {**facts, "rule_id": intent.rule_id, "tier": intent.tier}
     message = texts.simple if simple and texts.simple else texts.message
     action = None
-    if texts.action is not None:
+    # "Reply TOPUP50" means nothing on a voice call: the action goes by text only
+    if texts.action is not None and channel is not Channel.VOICE_CALL:
         action = renderer.render(_text(texts.action, lang), scope)
     opening = intent.part is NoticePart.OPENING
     return CustomerNotice(

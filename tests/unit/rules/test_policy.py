@@ -128,6 +128,7 @@ def test_elderly_get_simple_wording_and_language_follows_profile() -> None:
         d.notice is not None
         and d.notice.message == "Your phone balance is low. Please top up soon."
     )
+    assert d.notice.channel == "voice_call" and d.notice.suggested_action is None  # no "reply"
     _, z = deliver(None, prof(), intent(12), RULES)
     assert z.notice is not None and "12.5" in z.notice.message and z.notice.language == "zh-CN"
 
