@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,15 @@ class Agenda:
                 del self.due[key]
                 keys.append(key)
         return keys
+
+    def take_due(self, partition: int, t: float | None) -> tuple[datetime, list[str]] | None:
+        """Move the partition's clock to `t` (None: leave it) and take the
+        keys due by then: (the clock, the keys), or None when nothing is."""
+        now = self.advance(partition, t)
+        due = self.pop_due(partition, now)
+        if not due or now is None:
+            return None
+        return datetime.fromtimestamp(now, UTC), due
 
     def forget(self, partition: int, keys: set[str]) -> None:
         """Drop a partition that moved to another worker."""

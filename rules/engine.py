@@ -572,7 +572,8 @@ def evaluate(
     t = env["event_time"]
     made_at = created_at or event.event_time
     render = renderer or _RENDERER
-    advance(book, t, rules, created_at, render, result)  # promises due by this event's time
+    if book.open:  # promises due by this event's time
+        advance(book, t, rules, created_at, render, result)
     old_rules, old_series = _layout(old, rules)
     known = rules.series_ids
     series_states = {sid: ss for sid, ss in old_series.items() if sid in known}

@@ -131,10 +131,11 @@ def apply_event(
         profile = profile_of(record, key)
         record = _release(record, profile, event.event_time, rules, created_at, effects)
     engine, result = evaluate(record.get("engine"), event, profile, rules, created_at=created_at)
-    at = event.event_time.isoformat()
-    effects.suppressed.extend(
-        Suppression(d.rule_id, d.tier, d.reason.value, key, at) for d in result.decisions
-    )
+    if result.decisions:  # rare: kept off the common path
+        at = event.event_time.isoformat()
+        effects.suppressed.extend(
+            Suppression(d.rule_id, d.tier, d.reason.value, key, at) for d in result.decisions
+        )
     new = _route(
         {**record, "engine": engine}, key, profile, result, rules, created_at, members, effects
     )

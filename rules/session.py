@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from rules.agenda import DEFAULT_BOUNDS, Agenda, TimeBounds
 from rules.engine import Decision, InputEvent, key_of
@@ -183,12 +183,10 @@ class Session:
 
     def _advance(self, space: str, partition: int, t: float | None, step: Step) -> None:
         """Move the partition's clock to `t` (None: leave it) and handle what is due."""
-        agenda = self.agendas[space]
-        now = agenda.advance(partition, t)
-        due = agenda.pop_due(partition, now)
-        if not due or now is None:
+        taken = self.agendas[space].take_due(partition, t)
+        if taken is None:
             return
-        clock = datetime.fromtimestamp(now, UTC)
+        clock, due = taken
         for key in due:
             record, effects = apply_clock(
                 self._store(space).get(key),

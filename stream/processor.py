@@ -317,12 +317,10 @@ class Processor:
         partition = work.raw.partition
         if partition is None:
             return
-        agenda = self.agendas[work.space]
-        clock = agenda.advance(partition, t)
-        due = agenda.pop_due(partition, clock)
-        if not due or clock is None:
+        taken = self.agendas[work.space].take_due(partition, t)
+        if taken is None:
             return
-        at = datetime.fromtimestamp(clock, UTC)
+        at, due = taken
         for key in due:
             k = key.encode()
             record, effects = apply_clock(
