@@ -452,19 +452,17 @@ class Wiring:
             return
         started = time.perf_counter()
         n = self.settings.partitions
+        found: dict[int, list[tuple[bytes, bytes]]] = {p: [] for p in new}
+        for key, value in table.data.items():  # one pass; only records with due work
+            if value and b'"due":' in value:
+                partition = partition_of(key, n)
+                if partition in found:
+                    found[partition].append((key, value))
         for partition in sorted(new):
-            records = (
-                (k, v) for k, v in table.data.items() if partition_of(k, n) == partition and v
-            )
-            found = self.processor.index(space, partition, records)
-            log.info(
-                "%s partition %d: %d keys with due work (indexed in %.2fs)",
-                space,
-                partition,
-                found,
-                time.perf_counter() - started,
-            )
+            keys = self.processor.index(space, partition, iter(found[partition]))
             indexed.add(partition)
+            log.info("%s partition %d: %d keys with due work", space, partition, keys)
+        log.info("indexed %s due work in %.2fs", space, time.perf_counter() - started)
 
     def observe_inflight(self) -> None:
         """In-flight records and the age of the oldest, whether it waits for
