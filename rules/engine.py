@@ -37,6 +37,7 @@ from functools import partial
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from rules.guard import Budget
 from rules.identity import detection_id, resolution_id
 from rules.model import Audience, DedupScope, KeyField, Source
 from rules.names import profile_env
@@ -50,6 +51,7 @@ from rules.tasks import (
     close_silently,
     condition_cleared,
     feedback,
+    hold_notice,
     next_due,
     open_task,
 )
@@ -439,15 +441,20 @@ class _RuleRun:
             *episode["fired"],
             {"tier": tier.name, "detection": det, "facts": facts, "sources": list(sources)},
         ]
+        held = None
         if tier.task is not None:
             summary = self.renderer.render(
                 tier.task.summary, self.template_scope(tier, facts, scope)
             )
-            open_task(
+            held = open_task(
                 self.book, self.opening(tier, det, facts, summary), self.created_at, self.result
             )
         if tier.notice is not None:
-            self.result.intents.append(self.intent(tier, det, facts, NoticePart.OPENING, sources))
+            intent = self.intent(tier, det, facts, NoticePart.OPENING, sources)
+            if held is not None:  # the customer hears of held work when it is released
+                hold_notice(self.book, held, intent)
+            else:
+                self.result.intents.append(intent)
 
     def resolve(self, episode: dict[str, Any], scope: Mapping[str, Any]) -> None:
         by_name = {t.name: t for t in self.rule.tiers}
@@ -548,6 +555,7 @@ def evaluate(
     *,
     created_at: datetime | None = None,
     renderer: Renderer | None = None,
+    budget: Budget | None = None,
 ) -> tuple[State, Result]:
     """Evaluate every enabled rule of the event's source against the key's
     state. Pure: returns a new state and never mutates `state`. A rule that
@@ -568,7 +576,7 @@ def evaluate(
     new: State = {**old, "seen": [*seen[-(RECENT_EVENT_IDS - 1) :], event.event_id]}
     if acc is not None:
         new["acc"] = acc
-    book = Book.of(old)
+    book = Book.of(old, budget)
     t = env["event_time"]
     made_at = created_at or event.event_time
     render = renderer or _RENDERER
@@ -616,6 +624,7 @@ def advance_clock(
     *,
     created_at: datetime | None = None,
     renderer: Renderer | None = None,
+    budget: Budget | None = None,
 ) -> tuple[State, Result]:
     """The key's promises due at `now` (the partition's stream time, or a
     live tick): overdue tasks escalate. Pure; the outputs are dated at each
@@ -624,7 +633,7 @@ def advance_clock(
     old: State = state or {}
     if next_due(old.get("tasks", {})) is None:
         return old, result
-    book = Book.of(old)
+    book = Book.of(old, budget)
     advance(book, now.timestamp(), rules, created_at, renderer or _RENDERER, result)
     new = dict(old)
     book.store(new)
@@ -638,13 +647,14 @@ def apply_feedback(
     *,
     created_at: datetime | None = None,
     renderer: Renderer | None = None,
+    budget: Budget | None = None,
 ) -> tuple[State, Result]:
     """A work system's report on one of the key's tasks. An unknown task,
     one already closed, or the same status again changes nothing and says
     why in `Result.rejected`."""
     result = Result()
     old: State = state or {}
-    book = Book.of(old)
+    book = Book.of(old, budget)
     feedback(book, update, rules, created_at or update.at, renderer or _RENDERER, result)
     if result.rejected is not None:
         return old, result

@@ -173,6 +173,16 @@ class OutcomeNoticeSpec(_Spec):
     message_simple: Text | None = None
 
 
+class GuardSpec(_Spec):
+    """A budget on drastic work: at most `max` tasks of this tier per `per`
+    of event time (aligned windows). Past it, tasks are opened `held`, with
+    their customer notices, until an operator approves or drops them. The
+    budget is split over the partitions (see docs/operations.md)."""
+
+    max: Annotated[int, Field(ge=1, le=1_000_000)]
+    per: Duration
+
+
 class FollowUpTaskSpec(_Spec):
     """A task opened when the parent task's promise is missed (e.g. a
     compensation when a repair is late). It closes on feedback."""
@@ -182,6 +192,7 @@ class FollowUpTaskSpec(_Spec):
     priority: Annotated[Priority, Lax]
     due_in: Duration
     summary: Annotated[str, Field(min_length=1)]
+    guard: GuardSpec | None = None
 
 
 class EscalationSpec(_Spec):
@@ -225,6 +236,10 @@ class TaskSpec(_Spec):
     )
     escalate: EscalationSpec | None = None
     outcomes: OutcomesSpec | None = None
+    guard: GuardSpec | None = Field(
+        default=None,
+        description="A budget, e.g. {max: 50, per: 1h}: tasks past it are held for approval.",
+    )
 
     @property
     def closing(self) -> ClosesOn:

@@ -40,6 +40,7 @@ from rules.engine import (
     evaluate,
     key_of,
 )
+from rules.guard import Budget
 from rules.policy import PolicyReason, deliver, next_release, release
 from rules.ruleset import RuleSet
 from rules.tasks import FeedbackReason, Transition
@@ -120,6 +121,7 @@ def apply_event(
     *,
     created_at: datetime | None = None,
     members: Callable[[], tuple[str, ...]] = no_members,
+    budget: Budget | None = None,
 ) -> tuple[Record, Effects]:
     """Evaluate an input event against its key's record. `members` gives a
     cell's home subscribers; it is called only when a cell detection fires.
@@ -130,7 +132,9 @@ def apply_event(
     if is_subscriber_event(event):
         profile = profile_of(record, key)
         record = _release(record, profile, event.event_time, rules, created_at, effects)
-    engine, result = evaluate(record.get("engine"), event, profile, rules, created_at=created_at)
+    engine, result = evaluate(
+        record.get("engine"), event, profile, rules, created_at=created_at, budget=budget
+    )
     if result.decisions:  # rare: kept off the common path
         at = event.event_time.isoformat()
         effects.suppressed.extend(
@@ -151,6 +155,7 @@ def apply_clock(
     *,
     created_at: datetime | None = None,
     members: Callable[[], tuple[str, ...]] = no_members,
+    budget: Budget | None = None,
 ) -> tuple[Record, Effects]:
     """What falls due at `now` for one key: overdue tasks escalate, held
     notices are released."""
@@ -158,7 +163,9 @@ def apply_clock(
     profile = profile_of(record, key) if subscriber else None
     if profile is not None:
         record = _release(record, profile, now, rules, created_at, effects)
-    engine, result = advance_clock(record.get("engine"), now, rules, created_at=created_at)
+    engine, result = advance_clock(
+        record.get("engine"), now, rules, created_at=created_at, budget=budget
+    )
     new = _route(
         {**record, "engine": engine}, key, profile, result, rules, created_at, members, effects
     )
@@ -174,12 +181,15 @@ def apply_task_update(
     *,
     created_at: datetime | None = None,
     members: Callable[[], tuple[str, ...]] = no_members,
+    budget: Budget | None = None,
 ) -> tuple[Record, Effects]:
     """A work system's report on one of the key's tasks; `Effects.rejected`
     says why it changed nothing."""
     effects = Effects()
     profile = profile_of(record, key) if subscriber else None
-    engine, result = apply_feedback(record.get("engine"), update, rules, created_at=created_at)
+    engine, result = apply_feedback(
+        record.get("engine"), update, rules, created_at=created_at, budget=budget
+    )
     effects.rejected = result.rejected
     if result.rejected is not None:
         return record, effects

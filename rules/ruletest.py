@@ -268,6 +268,10 @@ def possible_transitions(rules: RuleSet) -> set[tuple[str, str]]:
                 out.add((rule.id, Transition.CLOSED_BY_FEEDBACK.value))
             elif task.resolve:
                 out.add((rule.id, Transition.CLOSED_BY_CLEARING.value))
+            follow_up = task.escalate.task if task.escalate else None
+            if task.guard is not None or (follow_up is not None and follow_up.guard is not None):
+                out.add((rule.id, Transition.HELD.value))
+                out.add((rule.id, Transition.RELEASED.value))
     return out
 
 

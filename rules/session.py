@@ -24,6 +24,7 @@ from datetime import datetime
 
 from rules.agenda import DEFAULT_BOUNDS, Agenda, TimeBounds
 from rules.engine import Decision, InputEvent, key_of
+from rules.guard import Budget
 from rules.policy import PolicyReason
 from rules.records import (
     Effects,
@@ -97,8 +98,11 @@ class Session:
         partition_of: Callable[[str], int] = lambda key: 0,
         now: Callable[[], float | None] = lambda: None,
         bounds: TimeBounds = DEFAULT_BOUNDS,
+        partitions: int = 1,
     ) -> None:
         self.rules = rules
+        self.partitions = partitions  # guard budgets are split over them (`rules.guard`)
+        self.budgets: dict[tuple[str, int], Budget] = {}
         self.now = now  # the wall clock, for events dated in the future; None: stream time only
         self.bounds = bounds
         self.created_at = created_at
@@ -138,11 +142,19 @@ class Session:
             self.rules,
             created_at=self.at,
             members=self._members(key),
+            budget=self.budget(space, partition),
         )
         self._put(space, key, record)
         self._take(effects, step)
         self._advance(space, self.partition_of(key), None, step)
         return step
+
+    def budget(self, space: str, partition: int) -> Budget:
+        """The partition's guard budget (`rules.guard`)."""
+        found = self.budgets.get((space, partition))
+        if found is None:
+            found = self.budgets[(space, partition)] = Budget(partitions=self.partitions)
+        return found
 
     def task_update(self, update: TaskUpdate) -> Step:
         """A work system's report, routed to the key space of its target."""
@@ -157,6 +169,7 @@ class Session:
             self.rules,
             created_at=self.at,
             members=self._members(key),
+            budget=self.budget(space, self.partition_of(key)),
         )
         if effects.rejected is None:
             self._put(space, key, record)
@@ -196,6 +209,7 @@ class Session:
                 self.rules,
                 created_at=self.at,
                 members=self._members(key),
+                budget=self.budget(space, partition),
             )
             self._put(space, key, record)
             self._take(effects, step)

@@ -28,8 +28,9 @@ from enum import StrEnum
 from typing import Any
 
 from rules.durations import parse_duration
+from rules.guard import Budget
 from rules.identity import stable_id, task_id
-from rules.model import EscalationSpec, FollowUpTaskSpec, TaskSpec
+from rules.model import EscalationSpec, FollowUpTaskSpec, GuardSpec, TaskSpec
 from rules.ruleset import RuleSet, Tier
 from rules.templates import Renderer
 from schemas import (
@@ -54,14 +55,17 @@ RECENTLY_CLOSED = 32  # closed task ids remembered, so late feedback is not "unk
 
 @dataclass
 class Book:
-    """A key's tasks: the open ones by id, and the ids of the last closed."""
+    """A key's tasks: the open ones by id, and the ids of the last closed;
+    `budget` is the partition's guard budget (`rules.guard`), when the
+    caller keeps one."""
 
     open: dict[str, dict[str, Any]] = field(default_factory=dict)
     closed: list[str] = field(default_factory=list)
+    budget: Budget | None = None
 
     @classmethod
-    def of(cls, state: Mapping[str, Any]) -> Book:
-        return cls(dict(state.get("tasks", {})), list(state.get("closed", [])))
+    def of(cls, state: Mapping[str, Any], budget: Budget | None = None) -> Book:
+        return cls(dict(state.get("tasks", {})), list(state.get("closed", [])), budget)
 
     def store(self, state: dict[str, Any]) -> None:
         for name, value in (("tasks", self.open), ("closed", self.closed)):
@@ -82,6 +86,9 @@ class Transition(StrEnum):
     CONDITION_RETURNED = "condition_returned"
     CLOSED_BY_FEEDBACK = "closed_by_feedback"
     CLOSED_BY_CLEARING = "closed_by_clearing"
+    HELD = "held"  # opened past its guard budget
+    RELEASED = "released"  # held work approved by an operator
+    LINKED = "linked"  # covered by an area incident's task
 
 
 class FeedbackReason(StrEnum):
@@ -90,6 +97,7 @@ class FeedbackReason(StrEnum):
     UNKNOWN_TASK = "unknown_task"  # never known here: a dead letter
     TASK_CLOSED = "task_closed"  # already closed: redelivered or late
     NO_CHANGE = "no_change"  # the same status again
+    HELD = "held"  # held work takes only `approved` or `cancelled`
 
 
 @dataclass
@@ -137,10 +145,17 @@ def next_due(tasks: Mapping[str, Mapping[str, Any]]) -> float | None:
     return min(dues) if dues else None
 
 
-def open_task(book: Book, opening: Opening, created_at: datetime, out: TaskEffects) -> None:
+def open_task(
+    book: Book,
+    opening: Opening,
+    created_at: datetime,
+    out: TaskEffects,
+) -> str | None:
     """Open the tier's task, or, when the same rule and tier already has one
     open for this key (the condition came back before the work was done),
-    tell that task instead of opening a second one."""
+    tell that task instead of opening a second one. Past the tier's guard
+    budget the task opens `held`; its id is returned so the caller can hold
+    the detection's notice with it (`hold_notice`)."""
     tasks = book.open
     spec = opening.tier.task
     assert spec is not None
@@ -163,9 +178,10 @@ def open_task(book: Book, opening: Opening, created_at: datetime, out: TaskEffec
                     note="the condition is back; the task stays open",
                 )
                 out.transitions.append((opening.rule_id, Transition.CONDITION_RETURNED))
-            return
+            return None
     tid = task_id(opening.detection)
     due = _epoch(opening.at) + opening.tier.due_in_s if opening.tier.due_in_s else None
+    held = _over_budget(book, spec.guard, f"{opening.rule_id}/{opening.tier.name}", opening.at)
     tasks[tid] = {
         "rule": opening.rule_id,
         "tier": opening.tier.name,
@@ -192,8 +208,61 @@ def open_task(book: Book, opening: Opening, created_at: datetime, out: TaskEffec
         "version": opening.rule_version,
         "cleared": False,
     }
+    if held:
+        _hold(tasks[tid], due)
+        _emit(tid, tasks[tid], book, TaskChange.HELD, opening.at, created_at, out, note=_HELD)
+        out.transitions.append((opening.rule_id, Transition.HELD))
+        return tid
     _emit(tid, tasks[tid], book, TaskChange.OPENED, opening.at, created_at, out)
     out.transitions.append((opening.rule_id, Transition.OPENED))
+    return None
+
+
+_HELD = "held: over the rule's guard budget; approve or cancel it (forewarn held)"
+
+
+def _over_budget(book: Book, guard: GuardSpec | None, name: str, at: datetime) -> bool:
+    budget = book.budget
+    return guard is not None and budget is not None and not budget.take(name, guard, _epoch(at))
+
+
+def _hold(entry: dict[str, Any], due: float | None) -> None:
+    """A task past its budget: no promise runs until it is released."""
+    entry["status"] = TaskStatus.HELD.value
+    entry["due_in"] = (
+        None if due is None else due - datetime.fromisoformat(entry["opened"]).timestamp()
+    )
+    entry["due"] = None
+
+
+def hold_notice(book: Book, tid: str, intent: NoticeIntent) -> None:
+    """A held task's customer notice waits with it."""
+    entry = book.open[tid]
+    entry["waiting"] = [*entry.get("waiting", []), intent.model_dump(mode="json")]
+
+
+def _release(
+    book: Book,
+    tid: str,
+    entry: dict[str, Any],
+    update: TaskUpdate,
+    created_at: datetime,
+    out: TaskEffects,
+) -> None:
+    """An operator approved held work: it opens now, its promise counts
+    from now, and its waiting notices go out, dated now."""
+    due_in = entry.pop("due_in", None)
+    waiting = entry.pop("waiting", [])
+    entry.update(
+        status=TaskStatus.OPEN.value,
+        due=_epoch(update.at) + due_in if due_in is not None else None,
+    )
+    book.open[tid] = entry
+    note = update.note or f"released by {update.reported_by}"
+    _emit(tid, entry, book, TaskChange.RELEASED, update.at, created_at, out, note=note)
+    out.transitions.append((entry["rule"], Transition.RELEASED))
+    for data in waiting:
+        out.intents.append(NoticeIntent.model_validate({**data, "event_time": update.at}))
 
 
 def condition_cleared(
@@ -252,6 +321,17 @@ def feedback(
             FeedbackReason.TASK_CLOSED if tid in book.closed else FeedbackReason.UNKNOWN_TASK
         )
         return
+    if entry["status"] == TaskStatus.HELD.value:
+        if update.status is FeedbackStatus.APPROVED:
+            _release(book, tid, dict(entry), update, created_at, out)
+            return
+        if update.status is not FeedbackStatus.CANCELLED:
+            out.rejected = FeedbackReason.HELD
+            return
+        entry = {**entry, "waiting": []}  # dropped: the customer never heard of it
+    elif update.status is FeedbackStatus.APPROVED:
+        out.rejected = FeedbackReason.NO_CHANGE  # only held work is approved
+        return
     status = TaskStatus(update.status.value)
     if entry["status"] == status.value:
         out.rejected = FeedbackReason.NO_CHANGE
@@ -266,7 +346,13 @@ def feedback(
     }.get(update.status)
     spec = _task_spec(rules, entry)
     outcomes = spec.outcomes if isinstance(spec, TaskSpec) else None
-    if part is not None and outcomes is not None and getattr(outcomes, part.value) is not None:
+    told = "waiting" not in entry  # held work dropped: no outcome to tell
+    if (
+        told
+        and part is not None
+        and outcomes is not None
+        and getattr(outcomes, part.value) is not None
+    ):
         extra = {"outcome": update.outcome, "note": update.note}
         _notice(entry, tid, part, update.at, out, extra)
     if status.closed:
@@ -349,6 +435,8 @@ def _follow_up(
     tid = task_id(det)
     if tid in tasks:
         return
+    due = _epoch(at) + parse_duration(spec.due_in)
+    held = _over_budget(book, spec.guard, f"{entry['rule']}/{entry['tier']}/follow-up", at)
     facts = {**entry["facts"], "parent_task_id": parent}
     scope = {
         **facts,
@@ -364,7 +452,7 @@ def _follow_up(
         "status": TaskStatus.OPEN.value,
         "rev": 0,
         "level": 0,
-        "due": _epoch(at) + parse_duration(spec.due_in),
+        "due": due,
         "closes": ClosesOn.FEEDBACK.value,
         "queue": spec.queue.value,
         "priority": spec.priority.value,
@@ -374,6 +462,11 @@ def _follow_up(
         "opened": at.isoformat(),
         "cleared": False,
     }
+    if held:
+        _hold(tasks[tid], due)
+        _emit(tid, tasks[tid], book, TaskChange.HELD, at, created_at, out, note=_HELD)
+        out.transitions.append((entry["rule"], Transition.HELD))
+        return
     _emit(tid, tasks[tid], book, TaskChange.OPENED, at, created_at, out)
     out.transitions.append((entry["rule"], Transition.OPENED))
 

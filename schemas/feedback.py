@@ -3,6 +3,8 @@ centre) report about an `InterventionTask`, read from the `task-updates`
 topic. Follows TM Forum TMF621 Trouble Ticket status changes where they
 overlap: `acknowledged`, `inProgress`, `resolved` (here `done`), `cancelled`;
 `failed` says the work was attempted and did not fix the problem.
+`approved` is an operator releasing work a guard held (`forewarn held
+release`); `cancelled` on held work drops it (`forewarn held drop`).
 
 Keyed by the task's target id (`target.id`: the subscriber, cell or line),
 so the update reaches the partition whose state owns the task. Like every
@@ -27,6 +29,7 @@ class FeedbackStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    APPROVED = "approved"
 
 
 class TaskUpdate(BaseModel):

@@ -45,8 +45,11 @@ class TaskStatus(StrEnum):
     """A task's status as the work system last reported it (`open` until it
     reports), or `resolved` for a task that closes when its condition clears.
     `done`, `cancelled` and `resolved` close a task; `failed` keeps it open
-    and escalates it."""
+    and escalates it. `held`: opened past its rule's guard budget, waiting
+    for an operator to approve (then `open`) or cancel it; no promise runs
+    and its customer notices wait with it."""
 
+    HELD = "held"
     OPEN = "open"
     ACKNOWLEDGED = "acknowledged"
     IN_PROGRESS = "in_progress"
@@ -69,6 +72,9 @@ class TaskChange(StrEnum):
     CONDITION_CLEARED = "condition_cleared"  # the metric is back; the task stays open
     CONDITION_RETURNED = "condition_returned"  # it went bad again before the work was done
     CLOSED_BY_CLEARING = "closed_by_clearing"  # a task that closes when its condition clears
+    HELD = "held"  # opened past its guard budget: waits for an operator
+    RELEASED = "released"  # an operator approved held work: it is open, its promise runs
+    LINKED = "linked"  # an area incident now covers it (`parent_task_id`: the area's task)
 
 
 class ClosesOn(StrEnum):

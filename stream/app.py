@@ -513,12 +513,20 @@ class Wiring:
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(high - done - 1, 0))
         for space, agent in ((SUBSCRIBERS, SUBSCRIBER_AGENT), (NETWORK, NETWORK_AGENT)):
             self.metrics.due_keys.labels(agent).set(len(self.processor.agendas[space].due))
-        opened, overdue = self.processor.workload[SUBSCRIBERS].by_queue()
-        more_open, more_overdue = self.processor.workload[NETWORK].by_queue()
-        for queue in set(opened) | set(more_open) | set(self.metrics_queues):
-            self.metrics.tasks_open.labels(queue).set(opened[queue] + more_open[queue])
-            self.metrics.tasks_overdue.labels(queue).set(overdue[queue] + more_overdue[queue])
-        self.metrics_queues = set(opened) | set(more_open)
+        counts = [
+            a + b
+            for a, b in zip(
+                self.processor.workload[SUBSCRIBERS].by_queue(),
+                self.processor.workload[NETWORK].by_queue(),
+                strict=True,
+            )
+        ]
+        opened, overdue, held = counts
+        for queue in set(opened) | set(held) | set(self.metrics_queues):
+            self.metrics.tasks_open.labels(queue).set(opened[queue])
+            self.metrics.tasks_overdue.labels(queue).set(overdue[queue])
+            self.metrics.tasks_held.labels(queue).set(held[queue])
+        self.metrics_queues = set(opened) | set(held)
         for name, table in (
             (SUBSCRIBER_TABLE, self.subscribers),
             (NETWORK_TABLE, self.network),

@@ -91,6 +91,31 @@ def cmd_task_update(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_held_list(settings: Settings, args: argparse.Namespace) -> int:
+    from stream.controls import held_tasks
+
+    held = held_tasks(settings)
+    for t in held:
+        print(
+            f"{t.task_id}  {t.event_time.isoformat()}  {t.rule_id}/{t.tier}  {t.action.value}"
+            f"  {t.target.type.value}:{t.target.id}  {t.summary[:80]}"
+        )
+    print(f"{len(held)} held task(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_held_decide(settings: Settings, args: argparse.Namespace) -> int:
+    from stream.controls import decide
+
+    approve = args.held_command == "release"
+    sent, missing = decide(settings, args.task_ids, approve, args.by, args.note)
+    for tid in sent:
+        print(f"{'released' if approve else 'dropped'} {tid}")
+    for tid in missing:
+        print(f"forewarn held {args.held_command}: {tid} is not held", file=sys.stderr)
+    return 1 if missing else 0
+
+
 def cmd_work_simulate(settings: Settings, args: argparse.Namespace) -> int:
     from stream.feed import simulate_work
 
@@ -379,7 +404,7 @@ def _task_parsers(sub: Any) -> None:
     up.add_argument(
         "--status",
         required=True,
-        choices=["acknowledged", "in_progress", "done", "failed", "cancelled"],
+        choices=["acknowledged", "in_progress", "done", "failed", "cancelled", "approved"],
         help="what happened to the work",
     )
     up.add_argument("--outcome", default=None, help="a short outcome code, e.g. repaired")
@@ -387,6 +412,18 @@ def _task_parsers(sub: Any) -> None:
     up.add_argument("--by", default="cli", help="who reports it (default: cli)")
     up.add_argument("--at", default=None, help="when (RFC 3339 with offset; default: now)")
     up.set_defaults(func=cmd_task_update)
+    held = sub.add_parser("held", help="work a guard held past its budget: list, release, drop")
+    held_sub = held.add_subparsers(dest="held_command", required=True)
+    held_sub.add_parser("list", help="tasks waiting for approval").set_defaults(func=cmd_held_list)
+    for name, what in (
+        ("release", "approve: open the work and send its notices"),
+        ("drop", "cancel: close the work; its customer is never told"),
+    ):
+        cmd = held_sub.add_parser(name, help=what)
+        cmd.add_argument("task_ids", nargs="+", help="task ids from `forewarn held list`")
+        cmd.add_argument("--by", default="cli", help="who decides (default: cli)")
+        cmd.add_argument("--note", default=None, help="why, for the record")
+        cmd.set_defaults(func=cmd_held_decide)
     work = sub.add_parser("work", help="simulated work systems, for demos")
     work_sub = work.add_subparsers(dest="work_command", required=True)
     simw = work_sub.add_parser("simulate", help="answer opened tasks with simulated reports")

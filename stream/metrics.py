@@ -16,6 +16,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from rules.tasks import FeedbackReason, Transition
+from schemas import FeedbackStatus
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 PROCESSING_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1)
 
@@ -36,17 +39,9 @@ DEAD_LETTER_REASONS = (
     "implausible_time",
     "output_too_large",
 )
-TRANSITIONS = (
-    "opened",
-    "escalated",
-    "feedback",
-    "condition_cleared",
-    "condition_returned",
-    "closed_by_feedback",
-    "closed_by_clearing",
-)
-FEEDBACK_STATUSES = ("acknowledged", "in_progress", "done", "failed", "cancelled")
-FEEDBACK_RESULTS = ("applied", "unknown_task", "task_closed", "no_change", "key_mismatch")
+TRANSITIONS = tuple(t.value for t in Transition)
+FEEDBACK_STATUSES = tuple(s.value for s in FeedbackStatus)
+FEEDBACK_RESULTS = ("applied", *(r.value for r in FeedbackReason), "key_mismatch")
 QUEUES = ("network-ops", "field-repair", "billing-risk", "fraud", "customer-care", "retention")
 ESCALATION_BUCKETS = (1, 5, 10, 15, 30, 45, 60, 120, 300, 900, 3600)
 
@@ -156,6 +151,12 @@ class Metrics:
         self.tasks_overdue = Gauge(
             "forewarn_tasks_overdue",
             "Open tasks whose promise (due_by) was missed, by queue.",
+            ["queue"],
+            registry=r,
+        )
+        self.tasks_held = Gauge(
+            "forewarn_tasks_held",
+            "Tasks held past their rule's guard budget, waiting for an operator, by queue.",
             ["queue"],
             registry=r,
         )
@@ -286,6 +287,7 @@ class Metrics:
         for queue in QUEUES:
             self.tasks_open.labels(queue)
             self.tasks_overdue.labels(queue)
+            self.tasks_held.labels(queue)
         for rule_id in rule_ids:
             self.evaluations.declare(rule_id)
             self.rule_failures.labels(rule_id)

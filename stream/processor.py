@@ -38,6 +38,7 @@ from pydantic import BaseModel
 
 from rules.agenda import Agenda
 from rules.engine import Reason, key_of
+from rules.guard import BUDGET_KEY, Budget
 from rules.policy import PolicyReason
 from rules.records import (
     Effects,
@@ -108,6 +109,9 @@ def no_record(key: bytes) -> bytes | None:
     return None
 
 
+_BUDGET = BUDGET_KEY.encode()
+
+
 class _Work:
     """The records one input record touches in its partition: its key's,
     and other keys' (due work, a batch of intents), each decoded once and
@@ -121,10 +125,13 @@ class _Work:
         lookup: Lookup,
         agenda: Agenda,
         members: Lookup = no_record,
+        partitions: int = 1,
     ) -> None:
         self.space, self.raw, self.current, self.lookup = space, raw, current, lookup
         self.agenda, self.members_of = agenda, members
         self.records: dict[bytes, Record] = {}
+        # the partition's guard budget, its own record in the partition's table
+        self.budget = Budget(partitions=partitions, load=lambda: self.get(_BUDGET).get("spent"))
 
     def get(self, key: bytes) -> Record:
         if key not in self.records:
@@ -141,6 +148,8 @@ class _Work:
         return lambda: tuple(decode_members(self.members_of(key)))
 
     def finish(self, outcome: Outcome) -> Outcome:
+        if self.budget.changed:
+            self.records[_BUDGET] = {"spent": self.budget.state}
         for key, record in self.records.items():
             if key == self.raw.key:
                 outcome.record = encode_record(record)
@@ -234,7 +243,9 @@ class Processor:
             return self._profile(raw, current, now)
         if raw.topic == self.intents:
             return self._intents(raw, current, lookup, now)
-        work = _Work(SUBSCRIBERS, raw, current, lookup, self.agendas[SUBSCRIBERS])
+        work = _Work(
+            SUBSCRIBERS, raw, current, lookup, self.agendas[SUBSCRIBERS], partitions=self.partitions
+        )
         if raw.topic == self.task_updates:
             return self._task_update(raw, work, now)
         if raw.topic == self.clocks[SUBSCRIBERS]:
@@ -250,7 +261,7 @@ class Processor:
         members: Lookup,
         now: datetime,
     ) -> Outcome:
-        work = _Work(NETWORK, raw, current, lookup, self.agendas[NETWORK], members)
+        work = _Work(NETWORK, raw, current, lookup, self.agendas[NETWORK], members, self.partitions)
         if raw.topic == self.network_updates:
             return self._task_update(raw, work, now)
         if raw.topic == self.clocks[NETWORK]:
@@ -294,7 +305,12 @@ class Processor:
                 # evaluated with the default profile: a profile not sent yet, or in flight
                 self.metrics.without_profile.labels(self.sources.get(raw.topic, "unknown")).inc()
             record, effects = apply_event(
-                work.get(raw.key), event, self.rules, created_at=now, members=work.members(raw.key)
+                work.get(raw.key),
+                event,
+                self.rules,
+                created_at=now,
+                members=work.members(raw.key),
+                budget=work.budget,
             )
             work.put(raw.key, record)
             self._merge(outcome, self._outcome(at, effects, now))
@@ -331,6 +347,7 @@ class Processor:
                 self.rules,
                 created_at=now,
                 members=work.members(k),
+                budget=work.budget,
             )
             work.put(k, record)
             self._merge(outcome, self._outcome(work.raw, effects, now))
@@ -376,6 +393,7 @@ class Processor:
             self.rules,
             created_at=now,
             members=work.members(raw.key),
+            budget=work.budget,
         )
         result = effects.rejected.value if effects.rejected else "applied"
         self.metrics.feedback.labels(status, result).inc()
@@ -404,7 +422,9 @@ class Processor:
         partition (`intent_records`). An intent's time moves the partition's
         clock like an event's."""
         outcome = Outcome()
-        work = _Work(SUBSCRIBERS, raw, current, lookup, self.agendas[SUBSCRIBERS])
+        work = _Work(
+            SUBSCRIBERS, raw, current, lookup, self.agendas[SUBSCRIBERS], partitions=self.partitions
+        )
         decoded = decode_many(raw, NoticeIntent)
         problems = Problems(raw, batch=len(decoded) > 1)
         for i, intent in enumerate(decoded):

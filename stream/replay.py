@@ -98,6 +98,7 @@ def replay(
         # murmur2 in Python costs ~3 µs: once per key, not on every step
         partition_of=lru_cache(maxsize=1 << 20)(lambda key: partition_of(key.encode(), partitions)),
         bounds=bounds,  # from the stream's own time: the wall clock plays no part
+        partitions=partitions,
     )
     run = _Run(session, event_time_created, work, summary, suppressions)
     stats = ReplayStats()

@@ -16,6 +16,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +206,44 @@ def test_every_dashboard_and_alert_query_runs_on_real_prometheus_against_a_real_
     assert all(r["health"] == "ok" for g in rules for r in g["rules"]), rules
     firing = {a["labels"]["alertname"] for a in prometheus.get("/api/v1/alerts")["data"]["alerts"]}
     assert "ForewarnWorkerDown" not in firing and "ForewarnNoWorkers" not in firing
+
+
+def test_a_fraud_storm_is_held_at_its_budget_and_trips_the_guard_alert_on_real_prometheus(
+    worker: WorkerProcess, kafka: KafkaProbe, settings: Settings, prometheus: Prometheus
+) -> None:
+    storm = 150  # suspicious charges, one per subscriber, within a minute
+    now = datetime.now(UTC)
+    for i in range(storm):
+        kafka.send(
+            "billing_events",
+            f"f{i:04d}",
+            {
+                "event_id": f"storm-{i}",
+                "subscriber_id": f"f{i:04d}",
+                "event_time": (now + timedelta(milliseconds=100 * i)).isoformat(),
+                "charge_type": "premium_sms",
+                "amount": 1500,
+            },
+        )
+    kafka.flush()
+    tasks = kafka.read("intervention_tasks", storm)
+    opened = [t for t in tasks if t["status"] == "open"]
+    held = [t for t in tasks if t["status"] == "held"]
+    budget = settings.partitions * -(-50 // settings.partitions)  # 50 split over partitions
+    assert len(opened) <= budget and len(opened) + len(held) == storm
+    assert len(held) >= storm - budget
+
+    def firing() -> list[dict[str, Any]]:
+        alerts = prometheus.get("/api/v1/alerts")["data"]["alerts"]
+        return [
+            a
+            for a in alerts
+            if a["labels"]["alertname"] == "ForewarnGuardTripped" and a["state"] == "firing"
+        ]
+
+    wait_for(lambda: bool(firing()), "ForewarnGuardTripped to fire", timeout=60)
+    (alert,) = firing()
+    assert alert["labels"]["queue"] == "fraud" and float(alert["value"]) == len(held)
 
 
 def test_a_renamed_metric_leaves_a_dashboard_panel_without_data(

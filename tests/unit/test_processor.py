@@ -368,3 +368,28 @@ def test_events_evaluated_before_their_profile_are_counted() -> None:
         m.registry.get_sample_value("forewarn_events_without_profile_total", {"source": "usage"})
         == 1
     )
+
+
+def test_the_guard_budget_is_a_record_of_the_partition_and_survives_between_records() -> None:
+    p = processor()
+    table: dict[bytes, bytes] = {}
+    share = -(-50 // SETTINGS.partitions)
+    statuses = []
+    for i in range(share + 2):
+        sid = f"g{i}"
+        charge = {
+            "event_id": f"b{i}",
+            "subscriber_id": sid,
+            "event_time": "2026-11-20T10:00:00+08:00",
+            "charge_type": "premium_sms",
+            "amount": 1500,
+        }
+        out = p.subscriber(
+            raw("billing_events", sid, charge, i), table.get(sid.encode()), table.get
+        )
+        assert out.record is not None
+        table[sid.encode()] = out.record
+        table.update(out.others)  # the budget record, written with the key's record
+        tasks = [json.loads(r.value) for r in out.outputs if r.topic.value == "intervention-tasks"]
+        statuses += [t["status"] for t in tasks]
+    assert statuses == ["open"] * share + ["held", "held"]

@@ -25,12 +25,12 @@ def test_default_ruleset_tests_pass_and_cover_every_tier() -> None:
     assert run.uncovered == []
     assert len(run.tiers) == 13
     assert run.uncovered_transitions == []
-    assert len(run.transitions) == 13
+    assert len(run.transitions) == 17  # with held and released for the two guarded rules
 
 
 def test_cli_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "test", "--require-coverage"]) == 0
-    assert "tier coverage 13/13; task lifecycle coverage 13/13" in capsys.readouterr().out
+    assert "tier coverage 13/13; task lifecycle coverage 17/17" in capsys.readouterr().out
     assert main(["rules", "test", str(DATA / "failing.test.yaml")]) == 1
 
 
