@@ -38,7 +38,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from rules.guard import Budget
-from rules.identity import detection_id, resolution_id
+from rules.identity import detection_id, resolution_id, task_id
 from rules.model import Audience, DedupScope, KeyField, Source
 from rules.names import profile_env
 from rules.places import local_timezone
@@ -91,6 +91,28 @@ class Reason(StrEnum):
     COOLDOWN = "cooldown"
     SUPERSEDED = "superseded"
     NO_QUOTA = "no_quota"
+    MAINTENANCE = "maintenance"  # the key (or its area) is in planned work
+    INHIBITED = "inhibited"  # an incident of the key's area covers it (`inhibited_by`)
+
+
+@dataclass(frozen=True)
+class Covers:
+    """What covers a key from outside its own rules at this step: planned
+    work on it or its area (`windows`, [start, end) in epoch seconds), and
+    open incidents of other keys, as (rule id, that key) pairs."""
+
+    windows: tuple[tuple[float, float], ...] = ()
+    incidents: frozenset[tuple[str, str]] = frozenset()
+
+
+@dataclass(frozen=True)
+class Incident:
+    """An episode of an inhibiting rule opened (or closed) on this key."""
+
+    rule_id: str
+    detection: str
+    task_id: str | None
+    open: bool
 
 
 @dataclass(frozen=True)
@@ -116,6 +138,7 @@ class Result(TaskEffects):
     evaluated: list[str] = field(default_factory=list)
     fired: list[tuple[str, str]] = field(default_factory=list)
     failures: list[RuleFailure] = field(default_factory=list)
+    incidents: list[Incident] = field(default_factory=list)
 
 
 def where_now(event: InputEvent) -> str | None:
@@ -139,6 +162,13 @@ def key_of(event: InputEvent) -> str:
     if isinstance(event, NetworkQualityEvent):
         return event.target_id
     return event.subscriber_id
+
+
+def area_of(event: InputEvent) -> str:
+    """The area (access node) of a line's event; only such events have one."""
+    area = getattr(event, "area_id", None)
+    assert area is not None, "only line events with an area_id go to their area"
+    return str(area)
 
 
 def cycle_of(event: InputEvent) -> str:
@@ -234,6 +264,7 @@ class _Computed(NamedTuple):
     scope: Mapping[str, Any] = MappingProxyType({})
     sources: tuple[str, ...] = ()
     error: str = ""
+    affected: Mapping[str, str | None] = MappingProxyType({})  # an area's hit lines: subscriber
 
 
 _FILTERED = _Computed(_Step.FILTERED)
@@ -248,6 +279,10 @@ def _compute(
     if rule.filter is not None and not rule.filter.evaluate(env):
         return _FILTERED
     ss: dict[str, Any] = dict(previous) if previous else {}
+    affected: Mapping[str, str | None] = MappingProxyType({})
+    if rule.members is not None:
+        ss["grp"], counts, affected = _group_step(ss.get("grp"), rule, env, t)
+        env = {**env, **counts}
     values = []
     for m in rule.measures:
         v = m.expr.evaluate(env)
@@ -294,7 +329,34 @@ def _compute(
         prev = (ss.get("chg") or {}).get("value")
         scope.update(previous=prev, current=current, changed=current != prev)
         ss["chg"] = {"value": current}
-    return _Computed(_Step.READY, ss, scope, sources)
+    return _Computed(_Step.READY, ss, scope, sources, affected=affected)
+
+
+MAX_MEMBERS = 4096  # lines kept per area: a PON port has at most a few hundred
+
+
+def _group_step(
+    group: dict[str, Any] | None, rule: Rule, env: dict[str, Any], t: float
+) -> tuple[dict[str, Any], dict[str, float], Mapping[str, str | None]]:
+    """An area's lines: each one's latest measurement `[t, affected,
+    subscriber]` within `members.within`; returns the new group, the counts
+    the rule reads and the affected lines with their subscribers."""
+    assert rule.members is not None
+    lines = dict(group or {})
+    line = env.get("line_id")
+    if line is not None and (line not in lines or lines[line][0] <= t):
+        lines[line] = [t, bool(rule.members.affected.evaluate(env)), env.get("subscriber_id")]
+    newest = max((e[0] for e in lines.values()), default=t)
+    lines = {k: e for k, e in lines.items() if e[0] > newest - rule.members.within_s}
+    if len(lines) > MAX_MEMBERS:  # keep the most recent
+        lines = dict(sorted(lines.items(), key=lambda kv: kv[1][0])[-MAX_MEMBERS:])
+    hit = {k: e[2] for k, e in sorted(lines.items()) if e[1]}
+    counts = {
+        "members": float(len(lines)),
+        "affected": float(len(hit)),
+        "affected_share": len(hit) / len(lines) if lines else 0.0,
+    }
+    return lines, counts, MappingProxyType(hit)
 
 
 class _RuleRun:
@@ -313,8 +375,14 @@ class _RuleRun:
         t: float,
         sources: tuple[str, ...],
         book: Book,
+        covers: Covers | None = None,
+        affected: Mapping[str, str | None] = MappingProxyType({}),
+        inhibitors: frozenset[str] = frozenset(),
     ) -> None:
+        self.inhibitors = inhibitors  # rules whose episodes other rules' covers follow
         self.book = book
+        self.covers = covers
+        self.affected = affected  # an area rule's hit lines, with their subscribers
         self.rule = rule
         self.rs = rs
         self.event = event
@@ -352,9 +420,15 @@ class _RuleRun:
         if episode and cleared:
             self.resolve(episode, scope)
             episode = rs["episode"] = None
+        if episode and self.affected:
+            rs["episode"] = episode = self.join(episode)
         if not active:
             return
         top = active[-1]
+        gated = self.gate(scope)
+        if gated is not None:  # nothing is opened or sent; the streak goes on
+            self.result.decisions.append(Decision(rule.id, top.name, gated))
+            return
         if not episode:
             episode = rs["episode"] = {"id": self.event.event_id, "fired": []}
         sent = {k: dict(v) for k, v in rs.get("sent", {}).items()}
@@ -373,6 +447,45 @@ class _RuleRun:
             sent.setdefault(lower.name, {})[mark_key] = value
         rs["sent"] = sent
         self.fire(top, scope, episode)
+
+    def gate(self, scope: Mapping[str, Any]) -> Reason | None:
+        """Planned work on the key, or an open incident that inhibits this rule."""
+        covers = self.covers
+        if covers is None:
+            return None
+        if self.rule.source is Source.NETWORK_QUALITY and any(
+            start <= self.t < end for start, end in covers.windows
+        ):
+            return Reason.MAINTENANCE
+        for rule_id, on in self.rule.inhibited_by:
+            if (rule_id, scope.get(on)) in covers.incidents:
+                return Reason.INHIBITED
+        return None
+
+    def join(self, episode: dict[str, Any]) -> dict[str, Any]:
+        """Lines hit after an area's episode opened: their subscribers get
+        the opening notice too (each once, by the detection's id)."""
+        told = episode.get("told", {})
+        new = {line: sub for line, sub in self.affected.items() if line not in told}
+        if not new:
+            return episode
+        by_name = {t.name: t for t in self.rule.tiers}
+        for fired in episode.get("fired", []):
+            tier = by_name.get(fired["tier"])
+            if tier is None or tier.notice is None:
+                continue
+            for sub in sorted({s for s in new.values() if s}):
+                self.result.intents.append(
+                    self.intent(
+                        tier,
+                        fired["detection"],
+                        fired["facts"],
+                        NoticePart.OPENING,
+                        self.sources,
+                        subscriber=sub,
+                    )
+                )
+        return {**episode, "told": {**told, **new}}
 
     def dedup_marker(
         self, tier: Tier, scope: Mapping[str, Any], episode: dict[str, Any]
@@ -449,15 +562,29 @@ class _RuleRun:
             held = open_task(
                 self.book, self.opening(tier, det, facts, summary), self.created_at, self.result
             )
-        if tier.notice is not None:
-            intent = self.intent(tier, det, facts, NoticePart.OPENING, sources)
-            if held is not None:  # the customer hears of held work when it is released
-                hold_notice(self.book, held, intent)
-            else:
-                self.result.intents.append(intent)
+        if self.rule.id in self.inhibitors:
+            tid = task_id(det) if tier.task is not None else None
+            self.result.incidents.append(Incident(self.rule.id, det, tid, True))
+        if tier.notice is None:
+            return
+        if self.rule.members is not None:  # an area: every hit line's subscriber
+            episode["told"] = {**episode.get("told", {}), **self.affected}
+            for sub in sorted({s for s in self.affected.values() if s}):
+                self.result.intents.append(
+                    self.intent(tier, det, facts, NoticePart.OPENING, sources, subscriber=sub)
+                )
+            return
+        intent = self.intent(tier, det, facts, NoticePart.OPENING, sources)
+        if held is not None:  # the customer hears of held work when it is released
+            hold_notice(self.book, held, intent)
+        else:
+            self.result.intents.append(intent)
 
     def resolve(self, episode: dict[str, Any], scope: Mapping[str, Any]) -> None:
         by_name = {t.name: t for t in self.rule.tiers}
+        if self.rule.id in self.inhibitors and episode.get("fired"):
+            first = episode["fired"][0]["detection"]
+            self.result.incidents.append(Incident(self.rule.id, first, None, False))
         for fired in episode.get("fired", []):
             tier = by_name.get(fired["tier"])
             if tier is None:
@@ -475,7 +602,14 @@ class _RuleRun:
                     )
                 else:
                     close_silently(self.book, fired["detection"])
-            if tier.notice is not None and tier.notice.resolved is not None:
+            if tier.notice is None or tier.notice.resolved is None:
+                continue
+            if self.rule.members is not None:  # not to a line that is still hit
+                told = episode.get("told", {})
+                whom = sorted({s for ln, s in told.items() if s and ln not in self.affected})
+            else:
+                whom = [None]
+            for sub in whom:
                 self.result.intents.append(
                     self.intent(
                         tier,
@@ -484,6 +618,7 @@ class _RuleRun:
                         NoticePart.RESOLVED,
                         sources,
                         opening=fired["detection"],
+                        subscriber=sub,
                     )
                 )
 
@@ -492,6 +627,7 @@ class _RuleRun:
             KeyField.SUBSCRIBER_ID: TargetType.SUBSCRIBER,
             KeyField.CELL_ID: TargetType.CELL,
             KeyField.LINE_ID: TargetType.BROADBAND_LINE,
+            KeyField.AREA_ID: TargetType.AREA,
         }[self.rule.key]
 
     def opening(self, tier: Tier, det: str, facts: dict[str, Any], summary: str) -> Opening:
@@ -499,6 +635,7 @@ class _RuleRun:
         subscriber (of the event, or of the line), or the cell's home
         subscribers."""
         cell = self.key if self.rule.key is KeyField.CELL_ID else None
+        area = self.rule.key is KeyField.AREA_ID
         return Opening(
             rule_id=self.rule.id,
             rule_version=self.rule.version,
@@ -506,7 +643,7 @@ class _RuleRun:
             detection=det,
             key=self.key,
             target=self.target(),
-            subscriber=None if cell else getattr(self.event, "subscriber_id", None),
+            subscriber=None if cell or area else getattr(self.event, "subscriber_id", None),
             cell=cell,
             severity=tier.severity,
             category=self.rule.spec.category,
@@ -514,6 +651,8 @@ class _RuleRun:
             summary=summary,
             at=self.event.event_time,
             sources=self.sources,
+            lines=tuple(self.affected),
+            subscribers=tuple(sorted({s for s in self.affected.values() if s})),
         )
 
     def intent(
@@ -524,11 +663,13 @@ class _RuleRun:
         part: NoticePart,
         sources: tuple[str, ...],
         opening: str | None = None,
+        subscriber: str | None = None,
     ) -> NoticeIntent:
         assert tier.notice is not None
         ev = self.event
         fan_out = tier.notice.audience is Audience.HOME_CELL
-        subscriber = None if fan_out else getattr(ev, "subscriber_id", None)
+        if subscriber is None and not fan_out:
+            subscriber = getattr(ev, "subscriber_id", None)
         return NoticeIntent(
             detection_id=det,
             subscriber_id=subscriber,
@@ -556,9 +697,12 @@ def evaluate(
     created_at: datetime | None = None,
     renderer: Renderer | None = None,
     budget: Budget | None = None,
+    area: bool = False,
+    covers: Covers | None = None,
 ) -> tuple[State, Result]:
     """Evaluate every enabled rule of the event's source against the key's
-    state. Pure: returns a new state and never mutates `state`. A rule that
+    state (with `area`, a line's event against its area's rules, keyed by
+    `area_id`). `covers`: planned work and incidents covering the key. Pure: returns a new state and never mutates `state`. A rule that
     fails is reported in `Result.failures` and keeps its previous state.
 
     Rules sharing a series (`Rule.series_id`) compute it once; each rule then
@@ -570,7 +714,7 @@ def evaluate(
     if event.event_id in seen:
         result.decisions.append(Decision("*", None, Reason.DUPLICATE_EVENT))
         return old, result
-    key = key_of(event)
+    key = area_of(event) if area else key_of(event)
     prof = profile or default_profile(getattr(event, "subscriber_id", None) or key)
     env, acc = event_env(event, prof, old)
     new: State = {**old, "seen": [*seen[-(RECENT_EVENT_IDS - 1) :], event.event_id]}
@@ -586,7 +730,7 @@ def evaluate(
     known = rules.series_ids
     series_states = {sid: ss for sid, ss in old_series.items() if sid in known}
     rule_states: dict[str, Any] = dict(old_rules)
-    plan = _plan_for(event, rules)
+    plan = _plan_for(event, rules, area)
     computed, visit = _series_phase(
         plan, series_states, rule_states, env, t, event.event_id, result.evaluated
     )
@@ -605,6 +749,9 @@ def evaluate(
                 t=t,
                 sources=series.sources,
                 book=book,
+                covers=covers,
+                affected=series.affected,
+                inhibitors=rules.inhibitors,
             )
             _tiers_phase(rule, run, rule_states, series.scope, result, book)
         elif series.step is _Step.LATE:
@@ -766,11 +913,15 @@ def _layout(old: State, rules: RuleSet) -> tuple[dict[str, Any], dict[str, Any]]
     return moved, series
 
 
-def _plan_for(event: InputEvent, rules: RuleSet) -> Plan:
+def _plan_for(event: InputEvent, rules: RuleSet, area: bool = False) -> Plan:
     """The rules an event is evaluated against: its source's, and for a
-    network event only those keyed like its scope (cell or line)."""
+    network event only those keyed like its scope (cell or line), or, for a
+    line's event evaluated for its area, those keyed by area."""
     if isinstance(event, NetworkQualityEvent):
-        return rules.plan(Source.NETWORK_QUALITY, event.scope is NetworkScope.CELL)
+        if area:
+            return rules.plan(Source.NETWORK_QUALITY, KeyField.AREA_ID)
+        cell = event.scope is NetworkScope.CELL
+        return rules.plan(Source.NETWORK_QUALITY, KeyField.CELL_ID if cell else KeyField.LINE_ID)
     return rules.plan(source_of(event))
 
 

@@ -75,6 +75,7 @@ def load_rule_set(paths: Sequence[Path]) -> LoadResult:
             first_seen[rule.id] = (str(file), mark)
             origins[rule.id] = str(file)
             rules.append(rule)
+    diagnostics.extend(_cross_rule_problems(rules, first_seen))
     if not files and not diagnostics:
         diagnostics.append(
             RuleDiagnostic(
@@ -83,6 +84,42 @@ def load_rule_set(paths: Sequence[Path]) -> LoadResult:
         )
     rule_set = None if diagnostics else RuleSet(tuple(rules), origins)
     return LoadResult(rule_set, sorted(diagnostics, key=_order), [str(f) for f in files])
+
+
+RESERVED_IDS = frozenset({"planned-work"})  # notices about maintenance windows (rules.maintenance)
+
+
+def _cross_rule_problems(
+    rules: list[Rule], first_seen: dict[str, tuple[str, Mark]]
+) -> list[RuleDiagnostic]:
+    """What only the whole set can tell: an inhibition names a rule keyed by
+    its `on`, and no rule takes a reserved id."""
+    by_id = {r.id: r for r in rules}
+    out = []
+    for rule in rules:
+        file, mark = first_seen[rule.id]
+        if rule.id in RESERVED_IDS:
+            out.append(
+                RuleDiagnostic(
+                    file, mark.line, mark.column, f"rule id {rule.id!r} is reserved", rule.id, "id"
+                )
+            )
+        for i, (source, on) in enumerate(rule.inhibited_by):
+            other = by_id.get(source)
+            if other is None:
+                close = difflib.get_close_matches(source, sorted(by_id), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                problem = f"inhibited_by names no rule {source!r}{hint}"
+            elif other.key.value != on:
+                problem = f"rule {source!r} is keyed by {other.key.value}, not {on}"
+            else:
+                continue
+            out.append(
+                RuleDiagnostic(
+                    file, mark.line, mark.column, problem, rule.id, f"inhibited_by[{i}].rule"
+                )
+            )
+    return out
 
 
 def _order(d: RuleDiagnostic) -> tuple[str, int, int]:

@@ -43,6 +43,7 @@ class KeyField(StrEnum):
     SUBSCRIBER_ID = "subscriber_id"
     CELL_ID = "cell_id"
     LINE_ID = "line_id"
+    AREA_ID = "area_id"  # the access node of a line event: the rule sees all its lines
 
 
 class Aggregate(StrEnum):
@@ -91,6 +92,28 @@ class ChangeSpec(_Spec):
     of: ExprText
 
 
+class MembersSpec(_Spec):
+    """An area rule's view of its lines: each line's latest measurement of
+    the last `within` counts once (a line that stops reporting drops out).
+    `affected` says which lines are hit; the rule sees `members` (lines
+    reporting), `affected` (how many are hit) and `affected_share`."""
+
+    of: Literal["line_id"] = "line_id"
+    within: Duration
+    affected: ExprText
+
+
+class InhibitionSpec(_Spec):
+    """While an episode of `rule` is open on the key named by `on` (e.g. the
+    line's `area_id`), this rule opens no tasks and sends no notices
+    (reason `inhibited`); its tasks already open are linked to that
+    episode's task. After Alertmanager's inhibit rules: the source is
+    `rule`, the target is this rule, `on` is what must be equal."""
+
+    rule: Kebab
+    on: Literal["area_id"] = "area_id"
+
+
 class DedupScope(StrEnum):
     CYCLE = "cycle"
     EPISODE = "episode"
@@ -127,6 +150,7 @@ class Text(_Spec):
 class Audience(StrEnum):
     SUBSCRIBER = "subscriber"  # the subscriber_id of the event (or of the line)
     HOME_CELL = "home_cell"  # every subscriber whose home_cell_id is the event's cell
+    AFFECTED = "affected"  # an area rule: the subscribers of its affected lines
 
 
 class ResolvedNoticeSpec(_Spec):
@@ -300,6 +324,8 @@ class RuleSpec(_Spec):
     measures: dict[Ident, MeasureSpec] = Field(min_length=1)
     baseline: BaselineSpec | None = None
     change: ChangeSpec | None = None
+    members: MembersSpec | None = None
+    inhibited_by: list[InhibitionSpec] = Field(default_factory=list, max_length=8)
     tiers: list[TierSpec] = Field(min_length=1, max_length=16)
     clear: ClearSpec | None = None
 
@@ -308,7 +334,16 @@ class RuleSpec(_Spec):
         if self.source is not Source.NETWORK_QUALITY and self.key is not KeyField.SUBSCRIBER_ID:
             raise ValueError(f"source {self.source.value!r} is keyed by subscriber_id")
         if self.source is Source.NETWORK_QUALITY and self.key is KeyField.SUBSCRIBER_ID:
-            raise ValueError("network_quality rules are keyed by 'cell_id' or 'line_id'")
+            raise ValueError("network_quality rules are keyed by 'cell_id', 'line_id' or 'area_id'")
+        if (self.members is not None) != (self.key is KeyField.AREA_ID):
+            raise ValueError(
+                "a rule keyed by 'area_id' needs 'members' (how its lines count), and"
+                " only such a rule has them"
+            )
+        if self.inhibited_by and self.key is not KeyField.LINE_ID:
+            raise ValueError(
+                "'inhibited_by' applies to rules keyed by 'line_id' (lines of an area)"
+            )
         names = [t.name for t in self.tiers]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

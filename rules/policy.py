@@ -38,6 +38,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from rules import maintenance
 from rules.identity import notice_id
 from rules.model import Text
 from rules.names import profile_env
@@ -108,6 +109,15 @@ def texts_for(tier: Tier, part: NoticePart) -> Texts | None:
     return None if spec is None else Texts(spec.title, spec.message, spec.message_simple, None)
 
 
+def texts_of(rules: RuleSet, intent: NoticeIntent) -> tuple[Tier | None, Texts | None]:
+    """The intent's tier (None for built-in notices) and its texts."""
+    if intent.rule_id == maintenance.PLANNED_WORK:
+        found = maintenance.texts(intent.part)
+        return None, Texts(found[0], found[1], found[2], None) if found else None
+    tier = _tier(rules, intent)
+    return tier, texts_for(tier, intent.part) if tier is not None else None
+
+
 def severity_of(intent: NoticeIntent) -> Severity:
     """A resolution is good news: info, whatever the tier's severity."""
     return Severity.INFO if intent.part is NoticePart.RESOLVED else intent.severity
@@ -136,6 +146,8 @@ def _remember(recent: list[list[Any]], t: float, nid: str) -> list[list[Any]]:
 
 def _fatigue(intent: NoticeIntent, recent: list[list[Any]]) -> PolicyReason | None:
     if intent.severity is Severity.CRITICAL or intent.part is NoticePart.RESOLVED:
+        return None
+    if intent.category == maintenance.CATEGORY:  # owed to the customer: never capped
         return None
     t = intent.event_time.timestamp()
     window = [r for r in recent if t - FATIGUE_WINDOW < r[0] <= t]
@@ -202,10 +214,14 @@ def deliver(
     `quiet_hours_deferred`) and comes out of `release`."""
     policy: dict[str, Any] = dict(state or {})
     recent: list[list[Any]] = list(policy.get("recent", []))
-    tier = _tier(rules, intent)
-    if tier is None or texts_for(tier, intent.part) is None:
+    tier, texts = texts_of(rules, intent)
+    if texts is None:
         return policy, Delivery(None, (PolicyReason.UNKNOWN_RULE,))
-    if tier.audience_filter is not None and not tier.audience_filter.evaluate(profile_env(profile)):
+    if (
+        tier is not None
+        and tier.audience_filter is not None
+        and not tier.audience_filter.evaluate(profile_env(profile))
+    ):
         return policy, Delivery(None, (PolicyReason.AUDIENCE,))
     subscriber = profile.subscriber_id
     nid = notice_id(intent.detection_id, subscriber)
@@ -245,7 +261,7 @@ def deliver(
         return policy, Delivery(None, (PolicyReason.QUIET_HOURS_DEFERRED,))
     notice = _render(
         intent,
-        tier,
+        texts,
         profile,
         nid,
         release_at,
@@ -288,14 +304,14 @@ def release(
     notices, failures = [], []
     for h in due:
         intent = NoticeIntent.model_validate(h["intent"])
-        tier = _tier(rules, intent)
-        if tier is None or texts_for(tier, intent.part) is None:
+        _, texts = texts_of(rules, intent)
+        if texts is None:
             continue  # the rule went away while the notice was held
         at = datetime.fromtimestamp(h["release"], UTC)
         try:
             notices.append(
                 _render(
-                    intent, tier, profile, h["nid"], at, created_at or at, renderer or _RENDERER
+                    intent, texts, profile, h["nid"], at, created_at or at, renderer or _RENDERER
                 )
             )
         except Exception as exc:  # one failing text costs only its notice
@@ -335,19 +351,20 @@ def _tier(rules: RuleSet, intent: NoticeIntent) -> Tier | None:
 
 def _render(
     intent: NoticeIntent,
-    tier: Tier,
+    texts: Texts,
     profile: CustomerProfile,
     nid: str,
     deliver_after: datetime | None,
     created_at: datetime,
     renderer: Renderer,
 ) -> CustomerNotice:
-    texts = texts_for(tier, intent.part)
-    assert texts is not None
     channel, simple = _channel(intent, profile)
     lang = profile.language
     facts = intent.facts
     scope = {**facts, "rule_id": intent.rule_id, "tier": intent.tier}
+    if intent.rule_id == maintenance.PLANNED_WORK:
+        where = intent.timezone or profile.timezone
+        scope.update(maintenance.scope(facts, where, lang.value))
     message = texts.simple if simple and texts.simple else texts.message
     action = None
     # "Reply TOPUP50" means nothing on a voice call: the action goes by text only

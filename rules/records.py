@@ -26,16 +26,19 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+from rules import maintenance
 from rules.engine import (
+    Covers,
     Decision,
     InputEvent,
     Result,
     advance_clock,
     apply_feedback,
+    area_of,
     due_at,
     evaluate,
     key_of,
@@ -43,13 +46,16 @@ from rules.engine import (
 from rules.guard import Budget
 from rules.policy import PolicyReason, deliver, next_release, release
 from rules.ruleset import RuleSet
-from rules.tasks import FeedbackReason, Transition
+from rules.tasks import Book, FeedbackReason, TaskEffects, Transition, link
 from schemas import (
     CellMembership,
+    CoverMark,
     CustomerNotice,
     CustomerProfile,
     InterventionTask,
+    MaintenanceWindow,
     NetworkQualityEvent,
+    NetworkScope,
     NoticeIntent,
     TargetType,
     TaskUpdate,
@@ -86,6 +92,7 @@ class Effects:
     transitions: list[tuple[str, Transition]] = field(default_factory=list)
     rejected: FeedbackReason | None = None  # a task update that changed nothing
     suppressed: list[Suppression] = field(default_factory=list)
+    marks: list[CoverMark] = field(default_factory=list)  # for lines of this area
 
 
 def encode_record(record: Record) -> bytes:
@@ -110,6 +117,16 @@ def is_subscriber_event(event: InputEvent) -> bool:
     return not isinstance(event, NetworkQualityEvent)
 
 
+def goes_to_area(event: InputEvent, rules: RuleSet) -> bool:
+    """A line's event with an area, when some rule is keyed by area."""
+    return (
+        isinstance(event, NetworkQualityEvent)
+        and event.area_id is not None
+        and event.scope is NetworkScope.BROADBAND_LINE
+        and rules.area_rules
+    )
+
+
 def no_members() -> tuple[str, ...]:
     return ()
 
@@ -132,9 +149,19 @@ def apply_event(
     if is_subscriber_event(event):
         profile = profile_of(record, key)
         record = _release(record, profile, event.event_time, rules, created_at, effects)
+    covers = None if profile is not None else covers_of(record)
     engine, result = evaluate(
-        record.get("engine"), event, profile, rules, created_at=created_at, budget=budget
+        record.get("engine"),
+        event,
+        profile,
+        rules,
+        created_at=created_at,
+        budget=budget,
+        covers=covers,
     )
+    who = getattr(event, "subscriber_id", None)
+    if profile is None and who is not None and record.get("who") != who:
+        record = {**record, "who": who}  # a line's subscriber: told of planned work
     if result.decisions:  # rare: kept off the common path
         at = event.event_time.isoformat()
         effects.suppressed.extend(
@@ -163,6 +190,8 @@ def apply_clock(
     profile = profile_of(record, key) if subscriber else None
     if profile is not None:
         record = _release(record, profile, now, rules, created_at, effects)
+    elif record.get("maint"):
+        record = _planned_work(record, now, members, effects)
     engine, result = advance_clock(
         record.get("engine"), now, rules, created_at=created_at, budget=budget
     )
@@ -207,7 +236,15 @@ def due_of(record: Record) -> float | None:
 
 
 def with_due(record: Record) -> Record:
-    times = [t for t in (due_at(record.get("engine")), next_release(record.get("policy"))) if t]
+    times = [
+        t
+        for t in (
+            due_at(record.get("engine")),
+            next_release(record.get("policy")),
+            maintenance.next_step(record),
+        )
+        if t
+    ]
     if times:
         return {**record, "due": min(times)}
     if "due" in record:
@@ -387,3 +424,221 @@ def _deliver(
     if delivery.notice is not None:
         effects.outputs.append(delivery.notice)
     return {**record, "policy": policy} if policy else record
+
+
+# -- areas, planned work and what covers a line ---------------------------------
+
+
+def covers_of(record: Record) -> Covers | None:
+    """Planned work on the key (its own window, or its area's) and the open
+    incidents of its area, from its record."""
+    own = maintenance.windows_in(record)
+    marks = record.get("covers")
+    if not own and not marks:
+        return None
+    windows = list(own)
+    incidents = set()
+    for name, c in (marks or {}).items():
+        kind, area, ref = name.split("/", 2)
+        if kind == "maintenance":
+            windows.append((c["start"], c["end"]))
+        else:
+            incidents.add((ref, area))
+    return Covers(tuple(windows), frozenset(incidents))
+
+
+def apply_area(
+    record: Record,
+    event: InputEvent,
+    rules: RuleSet,
+    *,
+    created_at: datetime | None = None,
+    budget: Budget | None = None,
+) -> tuple[Record, Effects]:
+    """A line's event, again, for its area (`area_id`): the area's rules see
+    every line of it. The area keeps its lines (with their subscribers) to
+    tell them of planned work and to cover them with its open incidents:
+    a line it did not know yet is covered at once by what is in force."""
+    area = area_of(event)
+    effects = Effects()
+    line = getattr(event, "line_id", None)
+    lines: dict[str, str | None] = dict(record.get("lines", {}))
+    new_line = line is not None and line not in lines
+    if line is not None and (new_line or lines[line] != event.subscriber_id):
+        lines[line] = getattr(event, "subscriber_id", None)
+    engine, result = evaluate(
+        record.get("engine"),
+        event,
+        None,
+        rules,
+        created_at=created_at,
+        budget=budget,
+        area=True,
+        covers=covers_of(record),
+    )
+    if result.decisions:
+        at = event.event_time.isoformat()
+        effects.suppressed.extend(
+            Suppression(d.rule_id, d.tier, d.reason.value, area, at) for d in result.decisions
+        )
+    new = _route(
+        {**record, "engine": engine, "lines": lines},
+        area,
+        None,
+        result,
+        rules,
+        created_at,
+        no_members,
+        effects,
+    )
+    if new_line and line is not None:
+        effects.marks.extend(_marks_for(new, area, [line], event.event_time))
+    new = _incidents(new, area, result, event.event_time, effects)
+    return with_due(new), effects
+
+
+def _incidents(record: Record, area: str, result: Result, at: datetime, effects: Effects) -> Record:
+    """Inhibiting episodes opened or closed on the area: every line is told."""
+    if not result.incidents:
+        return record
+    open_now: dict[str, Any] = dict(record.get("incidents", {}))
+    for inc in result.incidents:
+        if inc.open:
+            open_now[inc.rule_id] = {
+                "task": inc.task_id or open_now.get(inc.rule_id, {}).get("task")
+            }
+        else:
+            open_now.pop(inc.rule_id, None)
+    for inc in result.incidents:
+        task = open_now.get(inc.rule_id, {}).get("task")
+        effects.marks.extend(
+            CoverMark(
+                line_id=line,
+                area_id=area,
+                kind="incident",
+                ref=inc.rule_id,
+                open=inc.open,
+                task_id=task if inc.open else None,
+                at=at,
+            )
+            for line in sorted(record.get("lines", {}))
+        )
+    if open_now:
+        return {**record, "incidents": open_now}
+    return {k: v for k, v in record.items() if k != "incidents"}
+
+
+def _marks_for(record: Record, area: str, lines: list[str], at: datetime) -> list[CoverMark]:
+    """What covers `lines` of the area now: its planned work, its open incidents."""
+    marks = []
+    m = record.get("maint")
+    for line in lines:
+        if m:
+            marks.append(_window_mark(m, area, line, True, at))
+        for rule_id, inc in sorted(record.get("incidents", {}).items()):
+            marks.append(
+                CoverMark(
+                    line_id=line,
+                    area_id=area,
+                    kind="incident",
+                    ref=rule_id,
+                    open=True,
+                    task_id=inc.get("task"),
+                    at=at,
+                )
+            )
+    return marks
+
+
+def _window_mark(m: dict[str, Any], area: str, line: str, open_: bool, at: datetime) -> CoverMark:
+    return CoverMark(
+        line_id=line,
+        area_id=area,
+        kind="maintenance",
+        ref=m["id"],
+        open=open_,
+        start=datetime.fromtimestamp(m["start"], UTC),
+        end=datetime.fromtimestamp(m["end"], UTC),
+        at=at,
+    )
+
+
+def apply_mark(
+    record: Record, mark: CoverMark, rules: RuleSet, *, created_at: datetime | None = None
+) -> tuple[Record, Effects]:
+    """Something of the line's area covers it now, or no more. An incident
+    that opens links the line's open tasks of the rules it inhibits to the
+    area's task."""
+    effects = Effects()
+    name = f"{mark.kind}/{mark.area_id}/{mark.ref}"
+    covers: dict[str, Any] = dict(record.get("covers", {}))
+    if not mark.open:
+        covers.pop(name, None)
+    elif mark.kind == "maintenance":
+        assert mark.start is not None and mark.end is not None
+        covers[name] = {"start": mark.start.timestamp(), "end": mark.end.timestamp()}
+    else:
+        covers[name] = {"task": mark.task_id}
+    # planned work long over covers nothing
+    covers = {
+        k: c for k, c in covers.items() if c.get("end", float("inf")) > mark.at.timestamp() - 86400
+    }
+    new = (
+        {**record, "covers": covers}
+        if covers
+        else {k: v for k, v in record.items() if k != "covers"}
+    )
+    if mark.open and mark.kind == "incident":
+        inhibited = frozenset(r.id for r in rules.rules if (mark.ref, "area_id") in r.inhibited_by)
+        engine = dict(new.get("engine", {}))
+        book = Book.of(engine)
+        out = TaskEffects()
+        link(book, inhibited, mark.task_id, mark.at, created_at or mark.at, out)
+        if out.tasks:
+            book.store(engine)
+            new = {**new, "engine": engine}
+            effects.outputs.extend(out.tasks)
+            effects.transitions.extend(out.transitions)
+    return with_due(new), effects
+
+
+def apply_window(
+    record: Record,
+    key: str,
+    window: MaintenanceWindow | None,
+    at: datetime,
+    members: Callable[[], tuple[str, ...]] = no_members,
+) -> tuple[Record, Effects]:
+    """Planned work on a cell, a line or an area (None: withdrawn). An
+    area's lines are covered by it (or no more) through marks; the notices
+    fall due on the clock (`apply_clock`)."""
+    effects = Effects()
+    before = record.get("maint")
+    new = maintenance.store(record, window, key)
+    after = new.get("maint")
+    is_area = (after or before or {}).get("target") == "area"
+    if is_area and before != after:
+        lines = sorted(new.get("lines", {}))
+        if before and (not after or after["id"] != before["id"]):
+            effects.marks.extend(_window_mark(before, key, ln, False, at) for ln in lines)
+        if after:
+            effects.marks.extend(_window_mark(after, key, ln, True, at) for ln in lines)
+    return with_due(new), effects
+
+
+def _planned_work(
+    record: Record, now: datetime, members: Callable[[], tuple[str, ...]], effects: Effects
+) -> Record:
+    """Announcements and "work finished" notices due by `now`."""
+    target = record["maint"]["target"]
+
+    def audience() -> list[str]:
+        if target == "cell":
+            return list(members())
+        if target == "area":
+            return [s for s in record.get("lines", {}).values() if s]
+        return [record["who"]] if record.get("who") else []
+
+    new, intents = maintenance.steps(record, now.timestamp(), audience())
+    effects.intents.extend(intents)
+    return new

@@ -125,6 +125,17 @@ class Tier:
 
 
 @dataclass(frozen=True)
+class Members:
+    """An area rule's lines (`MembersSpec`)."""
+
+    within_s: float
+    affected: Expression
+
+
+GROUP_NAMES = frozenset({"members", "affected", "affected_share"})
+
+
+@dataclass(frozen=True)
 class Clear:
     when: Expression
     persist: Persist
@@ -146,6 +157,8 @@ class Rule:
     clear: Clear | None
     state_shape: str  # digest of what the rule's state means; a change resets it
     series_id: str  # what it computes before its tiers, with its filter (`_computed_parts`)
+    members: Members | None = None  # an area rule's view of its lines
+    inhibited_by: tuple[tuple[str, str], ...] = ()  # (rule id, name whose value is its key)
 
 
 @dataclass(frozen=True)
@@ -184,6 +197,9 @@ class Plan:
         return cls(rules, groups, {r.id: i for i, r in enumerate(rules)})
 
 
+_EMPTY = Plan((), (), {})
+
+
 def _conditions(rule: Rule) -> list[Expression]:
     return [t.when for t in rule.tiers] + ([rule.clear.when] if rule.clear else [])
 
@@ -193,21 +209,31 @@ class RuleSet:
     rules: tuple[Rule, ...]
     origins: dict[str, str] = field(default_factory=dict)  # rule id -> file
 
-    def plan(self, source: Source, cell: bool = False) -> Plan:
-        """The plan for events of `source`; for network quality, `cell` picks
-        the rules keyed by cell (a cell's events) or the others (a line's).
-        Computed once per rule set."""
-        return self._plans[(source, cell and source is Source.NETWORK_QUALITY)]
+    def plan(self, source: Source, key: KeyField = KeyField.SUBSCRIBER_ID) -> Plan:
+        """The plan for events of `source` evaluated for a key of `key`: a
+        network event is evaluated for its cell, or for its line and again
+        for its line's area. Computed once per rule set."""
+        return self._plans.get((source, key), _EMPTY)
 
     @cached_property
-    def _plans(self) -> dict[tuple[Source, bool], Plan]:
+    def _plans(self) -> dict[tuple[Source, KeyField], Plan]:
         enabled = [r for r in self.rules if r.spec.enabled]
-        plans = {(s, False): Plan.of(tuple(r for r in enabled if r.source is s)) for s in Source}
-        network = [r for r in enabled if r.source is Source.NETWORK_QUALITY]
-        for cell in (True, False):
-            rules = tuple(r for r in network if (r.key is KeyField.CELL_ID) == cell)
-            plans[(Source.NETWORK_QUALITY, cell)] = Plan.of(rules)
-        return plans
+        return {
+            (s, k): Plan.of(tuple(r for r in enabled if r.source is s and r.key is k))
+            for s in Source
+            for k in KeyField
+        }
+
+    @cached_property
+    def area_rules(self) -> bool:
+        """Whether any enabled rule is keyed by area: only then do line
+        events also go to their area."""
+        return any(r.key is KeyField.AREA_ID for r in self.rules if r.spec.enabled)
+
+    @cached_property
+    def inhibitors(self) -> frozenset[str]:
+        """Rules whose open episodes inhibit other rules (`inhibited_by`)."""
+        return frozenset(rule for r in self.rules for rule, _ in r.inhibited_by)
 
     @cached_property
     def series_ids(self) -> frozenset[str]:
@@ -245,15 +271,17 @@ class _Compiler:
         profile = PROFILE_NAMES if src is not Source.NETWORK_QUALITY else frozenset()
         self.event_names = EVENT_FIELDS[src] | DERIVED[src] | profile
         self.measure_names = frozenset(spec.measures)
-        extra: set[str] = set()
+        extra: set[str] = set(GROUP_NAMES) if spec.members else set()
         if spec.baseline:
             extra |= {"baseline", "history_days"}
         if spec.change:
             extra |= {"previous", "current", "changed"}
         self.condition_names = self.event_names | self.measure_names | extra
         facts = set(self.measure_names) | {"condition", "cycle"} | DETECTION_NAMES
-        if spec.key is not KeyField.CELL_ID:
+        if spec.key in (KeyField.SUBSCRIBER_ID, KeyField.LINE_ID):
             facts |= {"subscriber_id"}
+        if spec.members:
+            facts |= GROUP_NAMES
         if spec.baseline:
             facts |= {"baseline", "history_days"}
         if spec.change:
@@ -363,6 +391,12 @@ def compile_rule(spec: RuleSpec, report: Report) -> Rule | None:
     c = _Compiler(spec, note)
     event_known = c.event_names
     flt = c.expr(("filter",), spec.filter, event_known) if spec.filter else None
+    members = None
+    if spec.members:
+        affected = c.expr(("members", "affected"), spec.members.affected, event_known)
+        if affected:
+            members = Members(parse_duration(spec.members.within), affected)
+        event_known = event_known | GROUP_NAMES  # measures may read the area's counts
     measures = []
     for name, m in spec.measures.items():
         if spec.window is None and m.aggregate is not None:
@@ -391,51 +425,7 @@ def compile_rule(spec: RuleSpec, report: Report) -> Rule | None:
             if baseline.min_history_s > baseline.lookback_s:
                 note(("baseline", "min_history"), None, "min_history cannot exceed lookback")
     change = c.expr(("change", "of"), spec.change.of, event_known) if spec.change else None
-    tiers = []
-    for i, t in enumerate(spec.tiers):
-        when = c.expr(("tiers", i, "when"), t.when, c.condition_names)
-        by = (
-            c.expr(("tiers", i, "dedup", "by"), t.dedup.by, c.condition_names)
-            if t.dedup.by
-            else None
-        )
-        threshold = simple_threshold(t.when)
-        extra = frozenset({"threshold"}) if threshold else frozenset()
-        audience_filter = None
-        if t.notice:
-            c.texts(("tiers", i, "notice"), t.notice, extra)
-            if t.notice.audience_filter:
-                audience_filter = c.expr(
-                    ("tiers", i, "notice", "audience_filter"),
-                    t.notice.audience_filter,
-                    PROFILE_NAMES,
-                )
-            if t.notice.audience.value == "home_cell" and spec.key is not KeyField.CELL_ID:
-                note(
-                    ("tiers", i, "notice", "audience"),
-                    None,
-                    "audience 'home_cell' needs a rule keyed by cell_id",
-                )
-        if t.task:
-            c.task_texts(("tiers", i, "task"), t.task, extra)
-        if when:
-            tiers.append(
-                Tier(
-                    name=t.name,
-                    index=i,
-                    when=when,
-                    persist=Persist.of(t.for_),
-                    severity=t.severity,
-                    scope=t.dedup.scope,
-                    cooldown_s=parse_duration(t.dedup.cooldown) if t.dedup.cooldown else None,
-                    dedup_by=by,
-                    notice=t.notice,
-                    task=t.task,
-                    due_in_s=parse_duration(t.task.due_in) if t.task and t.task.due_in else None,
-                    threshold=threshold[2] if threshold else None,
-                    audience_filter=audience_filter,
-                )
-            )
+    tiers = _compile_tiers(c, spec, note)
     _check_tier_order(spec, note)
     clear = None
     if spec.clear:
@@ -460,7 +450,66 @@ def compile_rule(spec: RuleSpec, report: Report) -> Rule | None:
         change=change,
         tiers=tuple(tiers),
         clear=clear,
+        members=members,
+        inhibited_by=tuple((i.rule, i.on) for i in spec.inhibited_by),
     )
+
+
+def _compile_tiers(c: _Compiler, spec: RuleSpec, note: Report) -> list[Tier]:
+    """Each tier's condition, texts and task; problems go to `note`."""
+    tiers: list[Tier] = []
+    for i, t in enumerate(spec.tiers):
+        when = c.expr(("tiers", i, "when"), t.when, c.condition_names)
+        by = (
+            c.expr(("tiers", i, "dedup", "by"), t.dedup.by, c.condition_names)
+            if t.dedup.by
+            else None
+        )
+        threshold = simple_threshold(t.when)
+        extra = frozenset({"threshold"}) if threshold else frozenset()
+        audience_filter = None
+        if t.notice:
+            c.texts(("tiers", i, "notice"), t.notice, extra)
+            if t.notice.audience_filter:
+                audience_filter = c.expr(
+                    ("tiers", i, "notice", "audience_filter"),
+                    t.notice.audience_filter,
+                    PROFILE_NAMES,
+                )
+            if t.notice.audience.value == "home_cell" and spec.key is not KeyField.CELL_ID:
+                note(
+                    ("tiers", i, "notice", "audience"),
+                    None,
+                    "audience 'home_cell' needs a rule keyed by cell_id",
+                )
+            if (t.notice.audience.value == "affected") != (spec.key is KeyField.AREA_ID):
+                note(
+                    ("tiers", i, "notice", "audience"),
+                    None,
+                    "an area rule's notices go to 'audience: affected' (the subscribers of its"
+                    " affected lines), and only an area rule's do",
+                )
+        if t.task:
+            c.task_texts(("tiers", i, "task"), t.task, extra)
+        if when:
+            tiers.append(
+                Tier(
+                    name=t.name,
+                    index=i,
+                    when=when,
+                    persist=Persist.of(t.for_),
+                    severity=t.severity,
+                    scope=t.dedup.scope,
+                    cooldown_s=parse_duration(t.dedup.cooldown) if t.dedup.cooldown else None,
+                    dedup_by=by,
+                    notice=t.notice,
+                    task=t.task,
+                    due_in_s=parse_duration(t.task.due_in) if t.task and t.task.due_in else None,
+                    threshold=threshold[2] if threshold else None,
+                    audience_filter=audience_filter,
+                )
+            )
+    return tiers
 
 
 def _computed_parts(spec: RuleSpec) -> list[str]:
@@ -479,6 +528,7 @@ def _computed_parts(spec: RuleSpec) -> list[str]:
         ";".join(f"{n}={m.model_dump_json()}" for n, m in spec.measures.items()),
         spec.baseline.model_dump_json() if spec.baseline else "",
         spec.change.model_dump_json() if spec.change else "",
+        spec.members.model_dump_json() if spec.members else "",
     ]
 
 

@@ -54,13 +54,14 @@ from rules.engine import InputEvent
 from rules.loader import Locator, load_rule_set
 from rules.ruleset import RuleSet
 from rules.session import Session
-from rules.tasks import Transition
+from rules.tasks import Transition, is_follow_up
 from schemas import (
     BillingEvent,
     CustomerNotice,
     CustomerProfile,
     FeedbackStatus,
     InterventionTask,
+    MaintenanceWindow,
     NetworkQualityEvent,
     TaskChange,
     TaskStatus,
@@ -114,7 +115,7 @@ class NoticeExpectation(_Spec):
 class TaskExpectation(_Spec):
     rule: str
     tier: str
-    target: str = Field(pattern=r"^(subscriber|cell|broadband_line):.+$")
+    target: str = Field(pattern=r"^(subscriber|cell|broadband_line|area):.+$")
     status: TaskStatus = TaskStatus.OPEN
     change: TaskChange | None = None
     escalation_level: int | None = None
@@ -156,7 +157,7 @@ class TaskUpdateSpec(_Spec):
 
     rule: str
     tier: str
-    target: str = Field(pattern=r"^(subscriber|cell|broadband_line):.+$")
+    target: str = Field(pattern=r"^(subscriber|cell|broadband_line|area):.+$")
     status: FeedbackStatus
     follow_up: bool = False
     outcome: str | None = None
@@ -168,7 +169,16 @@ class TickSpec(_Spec):
     """Time passes to `at:` with no event."""
 
 
-_INPUT_KINDS = ("usage", "billing", "network", "profile", "delete_profile", "task_update", "tick")
+_INPUT_KINDS = (
+    "usage",
+    "billing",
+    "network",
+    "profile",
+    "delete_profile",
+    "task_update",
+    "tick",
+    "maintenance",
+)
 
 
 class InputSpec(_Spec):
@@ -182,6 +192,11 @@ class InputSpec(_Spec):
     delete_profile: str | None = None
     task_update: TaskUpdateSpec | None = None
     tick: TickSpec | None = None
+    maintenance: dict[str, Any] | None = Field(
+        default=None,
+        description="A planned-work window, as on `maintenance-windows`; `planned_at`"
+        " defaults to the input's time and `planned_by` to rule-test.",
+    )
     at: Duration | None = None
 
     @model_validator(mode="after")
@@ -268,6 +283,8 @@ def possible_transitions(rules: RuleSet) -> set[tuple[str, str]]:
                 out.add((rule.id, Transition.CLOSED_BY_FEEDBACK.value))
             elif task.resolve:
                 out.add((rule.id, Transition.CLOSED_BY_CLEARING.value))
+            if rule.inhibited_by:
+                out.add((rule.id, Transition.LINKED.value))
             follow_up = task.escalate.task if task.escalate else None
             if task.guard is not None or (follow_up is not None and follow_up.guard is not None):
                 out.add((rule.id, Transition.HELD.value))
@@ -323,6 +340,7 @@ Input = (
     | tuple[Literal["profile"], str, CustomerProfile | None]
     | tuple[Literal["update"], TaskUpdateSpec, datetime | None]
     | tuple[Literal["tick"], datetime]
+    | tuple[Literal["window"], MaintenanceWindow]
 )
 
 
@@ -356,11 +374,18 @@ def _inputs(case: CaseSpec, index: int, located: Locator) -> list[Input] | None:
             out.append(("tick", when))
             continue
         kind = next(
-            k for k in ("usage", "billing", "network", "profile") if getattr(item, k) is not None
+            k
+            for k in ("usage", "billing", "network", "profile", "maintenance")
+            if getattr(item, k) is not None
         )
         value = dict(getattr(item, kind))
         model: type[BaseModel] = CustomerProfile
-        if kind != "profile":
+        if kind == "maintenance":
+            model = MaintenanceWindow
+            value.setdefault("planned_by", "rule-test")
+            if when is not None:
+                value.setdefault("planned_at", when.isoformat())
+        elif kind != "profile":
             model = KINDS[kind]
             value = {**getattr(case.defaults, kind), **value}
             value.setdefault("event_id", f"{kind}-{j + 1}")
@@ -376,6 +401,8 @@ def _inputs(case: CaseSpec, index: int, located: Locator) -> list[Input] | None:
             continue
         if isinstance(parsed, CustomerProfile):
             out.append(("profile", parsed.subscriber_id, parsed))
+        elif isinstance(parsed, MaintenanceWindow):
+            out.append(("window", parsed))
         else:
             assert isinstance(parsed, UsageEvent | BillingEvent | NetworkQualityEvent)
             out.append(("event", parsed))
@@ -399,7 +426,9 @@ def _run_case(
         if item[0] == "profile":
             session.put_profile(item[1], item[2])
             continue
-        if item[0] == "tick":
+        if item[0] == "window":
+            step = session.window(item[1].target.id, item[1])
+        elif item[0] == "tick":
             session.at = item[1]
             step = session.tick(item[1])
         elif item[0] == "update":
@@ -447,7 +476,7 @@ def _task_update(
             and o.rule_id == spec.rule
             and o.tier == spec.tier
             and f"{o.target.type.value}:{o.target.id}" == spec.target
-            and (o.parent_task_id is not None) == spec.follow_up
+            and is_follow_up(o) == spec.follow_up
         ),
         None,
     )
@@ -545,7 +574,7 @@ def _task_differences(w: TaskExpectation, t: InterventionTask) -> list[str]:
     if w.escalation_level is not None:
         diffs += _check("escalation_level", w.escalation_level, t.escalation_level)
     if w.follow_up is not None:
-        diffs += _check("follow_up", w.follow_up, t.parent_task_id is not None)
+        diffs += _check("follow_up", w.follow_up, is_follow_up(t))
     for name in ("queue", "action", "priority"):
         want = getattr(w, name)
         if want is not None:
@@ -591,7 +620,7 @@ def describe(output: CustomerNotice | InterventionTask) -> str:
     return (
         f"task {output.rule_id}/{output.tier} -> {output.target.type.value}:{output.target.id} "
         f"({output.change.value}, {output.status.value}, level {output.escalation_level}, "
-        f"{'follow-up, ' if output.parent_task_id else ''}{output.queue.value}, {output.action.value}, "
+        f"{'follow-up, ' if is_follow_up(output) else ''}{output.queue.value}, {output.action.value}, "
         f"{output.priority.value}, due_by={_instant_text(output.due_by)}): {output.summary!r}"
     )
 

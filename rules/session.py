@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from rules.agenda import DEFAULT_BOUNDS, Agenda, TimeBounds
 from rules.engine import Decision, InputEvent, key_of
@@ -31,25 +31,38 @@ from rules.records import (
     Output,
     Record,
     Suppression,
+    apply_area,
     apply_clock,
     apply_event,
     apply_intent,
+    apply_mark,
     apply_membership,
     apply_profile,
     apply_task_update,
+    apply_window,
     decode_members,
     decode_record,
     due_of,
     encode_members,
     encode_record,
+    goes_to_area,
     is_subscriber_event,
 )
 from rules.ruleset import RuleSet
 from rules.tasks import FeedbackReason, Transition
-from schemas import CustomerProfile, NoticeIntent, TargetType, TaskUpdate
+from schemas import (
+    CoverMark,
+    CustomerProfile,
+    MaintenanceWindow,
+    NetworkQualityEvent,
+    NoticeIntent,
+    TargetType,
+    TaskUpdate,
+)
 
 SUBSCRIBERS = "subscribers"
 NETWORK = "network"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -147,6 +160,39 @@ class Session:
         self._put(space, key, record)
         self._take(effects, step)
         self._advance(space, self.partition_of(key), None, step)
+        if isinstance(event, NetworkQualityEvent) and goes_to_area(event, self.rules):
+            self._area(event, step)
+        return step
+
+    def _area(self, event: NetworkQualityEvent, step: Step) -> None:
+        """A line's event, again, for its area (the worker sends it through
+        an area-keyed topic)."""
+        area = event.area_id
+        assert area is not None
+        partition = self.partition_of(area)
+        self._advance(NETWORK, partition, event.event_time.timestamp(), step)
+        record, effects = apply_area(
+            self.network.get(area),
+            event,
+            self.rules,
+            created_at=self.at,
+            budget=self.budget(NETWORK, partition),
+        )
+        self._put(NETWORK, area, record)
+        self._take(effects, step)
+        self._advance(NETWORK, partition, None, step)
+
+    def window(self, key: str, window: MaintenanceWindow | None) -> Step:
+        """Planned work on a cell, line or area (None: withdrawn); its
+        notices fall due on the clock."""
+        step = Step()
+        at = window.planned_at if window is not None else self.at
+        record, effects = apply_window(
+            self.network.get(key), key, window, at or _EPOCH, self._members(key)
+        )
+        self._put(NETWORK, key, record)
+        self._take(effects, step)
+        self._advance(NETWORK, self.partition_of(key), None, step)
         return step
 
     def budget(self, space: str, partition: int) -> Budget:
@@ -182,7 +228,8 @@ class Session:
         every partition's clock moves to `now` and what is due is handled."""
         step = Step()
         t = now.timestamp()
-        for space, agenda in self.agendas.items():
+        for space in (NETWORK, SUBSCRIBERS):  # the network's due work may notify subscribers
+            agenda = self.agendas[space]
             for partition in sorted(set(agenda.heaps) | set(agenda.clock)):
                 self._advance(space, partition, t, step)
         return step
@@ -218,6 +265,17 @@ class Session:
         step.add(effects)
         for intent in effects.intents:
             self._intent(intent, step)
+        for mark in effects.marks:
+            self._mark(mark, step)
+
+    def _mark(self, mark: CoverMark, step: Step) -> None:
+        """What covers a line, from its area (the worker sends it through a
+        line-keyed topic)."""
+        record, effects = apply_mark(
+            self.network.get(mark.line_id), mark, self.rules, created_at=self.at
+        )
+        self._put(NETWORK, mark.line_id, record)
+        step.add(effects)
 
     def _intent(self, intent: NoticeIntent, step: Step) -> None:
         """A notice for a subscriber from another key; its detection's time

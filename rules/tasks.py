@@ -126,6 +126,8 @@ class Opening:
     summary: str
     at: datetime
     sources: tuple[str, ...]
+    lines: tuple[str, ...] = ()  # an area task: the hit lines
+    subscribers: tuple[str, ...] = ()  # an area task: their subscribers
 
 
 _PRIORITY_UP = {Priority.P4: Priority.P3, Priority.P3: Priority.P2, Priority.P2: Priority.P1}
@@ -208,6 +210,9 @@ def open_task(
         "version": opening.rule_version,
         "cleared": False,
     }
+    if opening.lines:
+        tasks[tid]["lines"] = list(opening.lines)
+        tasks[tid]["subs"] = list(opening.subscribers)
     if held:
         _hold(tasks[tid], due)
         _emit(tid, tasks[tid], book, TaskChange.HELD, opening.at, created_at, out, note=_HELD)
@@ -503,13 +508,12 @@ def _notice(
     """A notice tied to the task, for the tier's audience. The policy finds
     its text (`escalate.notice`, `outcomes.<status>`) and drops it when the
     tier defines none."""
-    if entry["sub"] is None and entry["cell"] is None:
-        return
+    whom = entry.get("subs") or ([entry["sub"]] if entry["sub"] or entry["cell"] else [])
     facts = {**entry["facts"], **_task_names(entry, tid, extra)}
-    out.intents.append(
+    out.intents.extend(
         NoticeIntent(
             detection_id=stable_id("task-notice", tid, part.value),
-            subscriber_id=entry["sub"],
+            subscriber_id=sub,
             cell_id=entry["cell"],
             rule_id=entry["rule"],
             rule_version=entry["version"],
@@ -522,6 +526,7 @@ def _notice(
             event_time=at,
             source_event_ids=tuple(entry["sources"]),
         )
+        for sub in whom
     )
 
 
@@ -566,8 +571,36 @@ def _emit(
             created_at=created_at,
             source_event_ids=tuple(entry["sources"]),
             rule_version=entry["version"],
+            affected_lines=tuple(entry["lines"]) if entry.get("lines") else None,
+            affected_subscribers=tuple(entry["subs"]) if entry.get("subs") else None,
         )
     )
+
+
+def is_follow_up(task: InterventionTask) -> bool:
+    """A task an escalation opened (its parent is the escalated task), not a
+    task linked to an area's (whose parent is the area's task)."""
+    parent = task.parent_task_id
+    return parent is not None and task.correlation_id == stable_id("follow-up", parent)
+
+
+def link(
+    book: Book,
+    rules: frozenset[str],
+    parent: str | None,
+    at: datetime,
+    created_at: datetime,
+    out: TaskEffects,
+) -> None:
+    """An area incident now covers this line: its open tasks of `rules` (the
+    rules it inhibits) are linked to the area's task."""
+    for tid, found in list(book.open.items()):
+        if found["rule"] not in rules or found["follow"] or found.get("parent") == parent:
+            continue
+        entry = book.open[tid] = {**found, "parent": parent}
+        note = "an area incident covers this line" + (f": task {parent}" if parent else "")
+        _emit(tid, entry, book, TaskChange.LINKED, at, created_at, out, note=note)
+        out.transitions.append((entry["rule"], Transition.LINKED))
 
 
 def _close(book: Book, tid: str) -> None:

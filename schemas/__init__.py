@@ -1,7 +1,7 @@
 """The contract: pydantic models of everything that crosses Kafka.
 
 Inputs (`UsageEvent`, `BillingEvent`, `NetworkQualityEvent`, `CustomerProfile`,
-`TaskUpdate`)
+`TaskUpdate`, `MaintenanceWindow`)
 ignore unknown fields so producers can add fields without breaking us; outputs
 (`CustomerNotice`, `InterventionTask`, `DeadLetter`) are frozen and strict.
 This package imports nothing else of Forewarn's.
@@ -18,7 +18,13 @@ from schemas.events import (
     UsageEvent,
 )
 from schemas.feedback import FeedbackStatus, TaskUpdate
-from schemas.intents import CellMembership, NoticeIntent, NoticePart
+from schemas.intents import CellMembership, CoverMark, NoticeIntent, NoticePart
+from schemas.maintenance import (
+    MaintenanceTarget,
+    MaintenanceTargetType,
+    MaintenanceWindow,
+    WindowText,
+)
 from schemas.outputs import (
     SCHEMA_VERSION,
     ClosesOn,
@@ -50,6 +56,7 @@ __all__ = [
     "Channel",
     "ChargeType",
     "ClosesOn",
+    "CoverMark",
     "CustomerNotice",
     "CustomerProfile",
     "DeadLetter",
@@ -57,6 +64,9 @@ __all__ = [
     "InputEvent",
     "InterventionTask",
     "Language",
+    "MaintenanceTarget",
+    "MaintenanceTargetType",
+    "MaintenanceWindow",
     "NetworkQualityEvent",
     "NetworkScope",
     "NoticeIntent",
@@ -76,5 +86,6 @@ __all__ = [
     "TaskTarget",
     "TaskUpdate",
     "UsageEvent",
+    "WindowText",
     "default_profile",
 ]

@@ -114,6 +114,11 @@ class NetworkQualityEvent(_InputEvent):
     availability_pct: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
     throughput_mbps: NonNegative | None = None
     line_id: NonEmpty | None = None
+    area_id: NonEmpty | None = Field(
+        default=None,
+        description="The access node the line hangs off (OLT or PON port): rules keyed by"
+        " `area_id` see every line of the area.",
+    )
     subscriber_id: NonEmpty | None = None
     measured_down_mbps: NonNegative | None = None
     subscribed_down_mbps: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None

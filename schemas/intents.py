@@ -12,7 +12,7 @@ one intent, or a JSON array of the intents for subscribers of one partition
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
@@ -60,3 +60,22 @@ class CellMembership(BaseModel):
     cell_id: str
     subscriber_id: str
     member: bool
+
+
+class CoverMark(BaseModel):
+    """An area's planned work or open incident covering one of its lines:
+    sent from the area's key to the line's key (an internal line-keyed
+    topic), so the line's rules see it in their own partition. `open`
+    False withdraws it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    line_id: str
+    area_id: str
+    kind: Literal["maintenance", "incident"]
+    ref: str  # the window id, or the incident's rule id
+    open: bool
+    start: AwareDatetime | None = None  # planned work: the window
+    end: AwareDatetime | None = None
+    task_id: str | None = None  # an incident's task: the line's open tasks are linked to it
+    at: AwareDatetime  # the area step's time

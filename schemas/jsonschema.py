@@ -18,7 +18,8 @@ from pydantic import BaseModel
 from schemas.deadletter import DeadLetter
 from schemas.events import BillingEvent, NetworkQualityEvent, UsageEvent
 from schemas.feedback import TaskUpdate
-from schemas.intents import CellMembership, NoticeIntent
+from schemas.intents import CellMembership, CoverMark, NoticeIntent
+from schemas.maintenance import MaintenanceWindow
 from schemas.outputs import CustomerNotice, InterventionTask
 from schemas.profile import CustomerProfile
 
@@ -31,11 +32,13 @@ CONTRACT: dict[str, tuple[type[BaseModel], str]] = {
     "network-quality-event": (NetworkQualityEvent, "validation"),
     "customer-profile": (CustomerProfile, "validation"),
     "task-update": (TaskUpdate, "validation"),
+    "maintenance-window": (MaintenanceWindow, "validation"),
     "customer-notice": (CustomerNotice, "serialization"),
     "intervention-task": (InterventionTask, "serialization"),
     "dead-letter": (DeadLetter, "serialization"),
     "notice-intent": (NoticeIntent, "serialization"),
     "cell-membership": (CellMembership, "serialization"),
+    "cover-mark": (CoverMark, "serialization"),
 }
 
 

@@ -111,6 +111,7 @@ class TargetType(StrEnum):
     SUBSCRIBER = "subscriber"
     CELL = "cell"
     BROADBAND_LINE = "broadband_line"
+    AREA = "area"  # an access node (OLT, PON port): the lines behind it
 
 
 class _Output(BaseModel):
@@ -195,6 +196,11 @@ class InterventionTask(_Output):
     )
     affected_subscribers_total: int | None = Field(
         default=None, description="How many home subscribers the cell has in all."
+    )
+    affected_lines: tuple[str, ...] | None = Field(
+        default=None,
+        description="An area task's affected broadband lines when it was opened (sorted);"
+        " `affected_subscribers` are their subscribers.",
     )
     rule_version: str
     schema_version: str = SCHEMA_VERSION

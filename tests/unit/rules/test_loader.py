@@ -28,6 +28,7 @@ def test_default_ruleset_is_clean_and_complete() -> None:
         "broadband-slow",
         "cell-degradation",
         "data-usage",
+        "pon-outage",
         "prepaid-balance",
         "roaming-welcome",
         "unexpected-subscriptions",
@@ -42,7 +43,7 @@ def test_five_mistakes_give_five_located_diagnostics() -> None:
         "7:15: rule \"data-usage-copy\": measures.ratio: unknown name 'cycle_usd'; did you mean 'cycle_used'?",
         '15:58: rule "data-usage-copy": tiers[0].notice.message.zh-CN: template uses unknown name(s) ratoi; available: condition, cycle, cycle_used, key, quota, ratio, rule_id, subscriber_id, threshold, tier',
         '17:15: rule "data-usage-copy": tiers[1].when: tiers out of order: ratio >= 0.8 is milder than the previous tier\'s ratio >= 0.9; list tiers from mild to severe',
-        '27:5: rule "second": colour: unknown field; the fields here are baseline, category, change, clear, description, enabled, filter, id, key, measures, source, tiers, window',
+        '27:5: rule "second": colour: unknown field; the fields here are baseline, category, change, clear, description, enabled, filter, id, inhibited_by, key, measures, members, source, tiers, window',
         "34:44: rule \"second\": tiers[0].dedup.cooldown: '1:30' is ambiguous (YAML 1.1 reads it as a base-60 number); quote it, e.g. '22:00', or use a duration like '90m'",
     ]
 

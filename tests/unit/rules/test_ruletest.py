@@ -23,14 +23,14 @@ def test_default_ruleset_tests_pass_and_cover_every_tier() -> None:
     assert [c.problems for c in run.cases if not c.ok] == []
     assert len(run.cases) >= 20
     assert run.uncovered == []
-    assert len(run.tiers) == 13
+    assert len(run.tiers) == 14
     assert run.uncovered_transitions == []
-    assert len(run.transitions) == 17  # with held and released for the two guarded rules
+    assert len(run.transitions) == 21  # held, released (guards), linked (inhibited rules)
 
 
 def test_cli_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "test", "--require-coverage"]) == 0
-    assert "tier coverage 13/13; task lifecycle coverage 17/17" in capsys.readouterr().out
+    assert "tier coverage 14/14; task lifecycle coverage 21/21" in capsys.readouterr().out
     assert main(["rules", "test", str(DATA / "failing.test.yaml")]) == 1
 
 
@@ -38,7 +38,7 @@ def test_rules_check_counts_rules_and_series(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     assert main(["rules", "check", str(DEFAULT_RULES_DIR)]) == 0
-    assert "ok: 7 rule(s) in 7 file(s), 7 series" in capsys.readouterr().err
+    assert "ok: 8 rule(s) in 8 file(s), 8 series" in capsys.readouterr().err
     charges = (DEFAULT_RULES_DIR / "abnormal-charges.yaml").read_text()
     (tmp_path / "a.yaml").write_text(charges)
     (tmp_path / "b.yaml").write_text(charges.replace("id: abnormal-charges", "id: charges-vip"))
@@ -68,7 +68,7 @@ def test_broken_test_file_gets_located_diagnostics() -> None:
     text = [str(d) for d in run.diagnostics]
     file = str(DATA / "broken.test.yaml")
     assert (
-        f"{file}:7:9: tests[0].events[1]: each input is exactly one of 'usage:', 'billing:', 'network:', 'profile:', 'delete_profile:', 'task_update:', 'tick:' (got usage, billing)"
+        f"{file}:7:9: tests[0].events[1]: each input is exactly one of 'usage:', 'billing:', 'network:', 'profile:', 'delete_profile:', 'task_update:', 'tick:', 'maintenance:' (got usage, billing)"
         in text
     )
     assert any(
