@@ -31,7 +31,10 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic Forewarn reads or writes, as it should exist."""
     n = settings.partitions
     compacted = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}
-    specs = [TopicSpec(settings.topic("customer_profiles"), n, compacted)]
+    specs = [
+        TopicSpec(settings.topic("customer_profiles"), n, compacted),
+        TopicSpec(settings.topic("maintenance_windows"), n, compacted),
+    ]
     for logical in (
         "usage_events",
         "billing_events",

@@ -180,7 +180,9 @@ class Wiring:
         self.subscribers = raw_table(app, SUBSCRIBER_TABLE, settings)
         self.network = raw_table(app, NETWORK_TABLE, settings)
         self.members = raw_table(app, MEMBERS_TABLE, settings)
-        self.continuity = Continuity(frozenset({settings.topic("customer_profiles")}))
+        self.continuity = Continuity(
+            frozenset({settings.topic("customer_profiles"), settings.topic("maintenance_windows")})
+        )
         self.inflight = {
             name: Inflight(self.output_failed) for name in (SUBSCRIBER_AGENT, NETWORK_AGENT)
         }
@@ -190,7 +192,14 @@ class Wiring:
             app, p.usage, p.billing, p.profiles, p.task_updates, p.intents, p.clocks[SUBSCRIBERS]
         )
         network_source = raw_topics(
-            app, p.network_quality, p.membership, p.network_updates, p.clocks[NETWORK]
+            app,
+            p.network_quality,
+            p.membership,
+            p.network_updates,
+            p.clocks[NETWORK],
+            p.windows,
+            p.area_samples,
+            p.marks,
         )
         app.agent(subscriber_source, name=SUBSCRIBER_AGENT, concurrency=1)(self.subscriber_agent)
         app.agent(network_source, name=NETWORK_AGENT, concurrency=1)(self.network_agent)

@@ -116,6 +116,76 @@ def cmd_held_decide(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if missing else 0
 
 
+def cmd_maintenance_add(settings: Settings, args: argparse.Namespace) -> int:
+    import uuid
+    from datetime import UTC, datetime
+
+    from pydantic import ValidationError
+
+    from rules.durations import parse_duration
+    from schemas import MaintenanceWindow
+    from stream.controls import send_window
+
+    kind, _, target = args.target.partition(":")
+    message = None
+    if args.message_en or args.message_zh:
+        message = {"en": args.message_en or "", "zh-CN": args.message_zh or ""}
+    try:
+        window = MaintenanceWindow.model_validate(
+            {
+                "window_id": args.id or f"mw-{uuid.uuid4().hex[:12]}",
+                "target": {"type": kind, "id": target},
+                "start": args.start,
+                "end": args.end,
+                "reason": args.reason,
+                "message": message,
+                "announce_minutes": int(parse_duration(args.announce) // 60),
+                "planned_at": datetime.now(UTC).isoformat(),
+                "planned_by": args.by,
+            },
+            strict=False,
+        )
+    except (ValidationError, ValueError) as exc:
+        errors = exc.errors(include_url=False) if isinstance(exc, ValidationError) else []
+        for err in errors:
+            where = ".".join(str(p) for p in err["loc"])
+            print(f"forewarn maintenance add: {where}: {err['msg']}", file=sys.stderr)
+        if not errors:
+            print(f"forewarn maintenance add: {exc}", file=sys.stderr)
+        return 2
+    send_window(settings, target, window)
+    print(f"planned {window.window_id} on {args.target}: {window.start} to {window.end}")
+    return 0
+
+
+def cmd_maintenance_list(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from stream.controls import windows
+
+    now = datetime.now(UTC)
+    found = windows(settings)
+    for w in found:
+        state = "over" if w.end <= now else "in force" if w.start <= now else "planned"
+        print(
+            f"{w.window_id}  {w.target.type.value}:{w.target.id}  {w.start.isoformat()}"
+            f" .. {w.end.isoformat()}  {state}  {w.reason}"
+        )
+    print(f"{len(found)} window(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_maintenance_end(settings: Settings, args: argparse.Namespace) -> int:
+    from stream.controls import end_window
+
+    ended = end_window(settings, args.target_id, args.by)
+    if ended is None:
+        print(f"forewarn maintenance end: {args.target_id} has no window in force", file=sys.stderr)
+        return 1
+    print(f"ended {ended.window_id} on {args.target_id} at {ended.end.isoformat()}")
+    return 0
+
+
 def cmd_work_simulate(settings: Settings, args: argparse.Namespace) -> int:
     from stream.feed import simulate_work
 
@@ -412,6 +482,7 @@ def _task_parsers(sub: Any) -> None:
     up.add_argument("--by", default="cli", help="who reports it (default: cli)")
     up.add_argument("--at", default=None, help="when (RFC 3339 with offset; default: now)")
     up.set_defaults(func=cmd_task_update)
+    _maintenance_parsers(sub)
     held = sub.add_parser("held", help="work a guard held past its budget: list, release, drop")
     held_sub = held.add_subparsers(dest="held_command", required=True)
     held_sub.add_parser("list", help="tasks waiting for approval").set_defaults(func=cmd_held_list)
@@ -430,6 +501,29 @@ def _task_parsers(sub: Any) -> None:
     simw.add_argument("--seed", type=int, default=7, help="which tasks go late or fail")
     simw.add_argument("--seconds", type=float, default=None, help="stop after this long")
     simw.set_defaults(func=cmd_work_simulate)
+
+
+def _maintenance_parsers(sub: Any) -> None:
+    m = sub.add_parser("maintenance", help="planned work on cells, lines and areas")
+    m_sub = m.add_subparsers(dest="maintenance_command", required=True)
+    add = m_sub.add_parser("add", help="plan a window; its subscribers are told ahead")
+    add.add_argument("--target", required=True, help="TYPE:ID, type cell, broadband_line or area")
+    add.add_argument("--start", required=True, help="RFC 3339 with offset")
+    add.add_argument("--end", required=True, help="RFC 3339 with offset")
+    add.add_argument("--reason", required=True, help="for the record, e.g. 'antenna replacement'")
+    add.add_argument("--message-en", default=None, help="what customers are told (English)")
+    add.add_argument("--message-zh", default=None, help="what customers are told (Chinese)")
+    add.add_argument("--announce", default="24h", help="lead time of the notice (default 24h)")
+    add.add_argument("--id", default=None, help="window id (default: generated)")
+    add.add_argument("--by", default="cli", help="who plans it")
+    add.set_defaults(func=cmd_maintenance_add)
+    m_sub.add_parser("list", help="windows planned, in force and over").set_defaults(
+        func=cmd_maintenance_list
+    )
+    end = m_sub.add_parser("end", help="the work is done early: end the target's window now")
+    end.add_argument("target_id", help="the cell, line or area id")
+    end.add_argument("--by", default="cli", help="who ends it")
+    end.set_defaults(func=cmd_maintenance_end)
 
 
 def _diff_parser(rules_sub: Any) -> None:
@@ -507,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="inject an incident every N events (fraud burst, cell outage, slow line,"
-        " data plan exhausted, in turn)",
+        " data plan exhausted, access node outage, planned cell work, in turn)",
     )
     sim.add_argument("--produce", action="store_true", help="send to Kafka instead of JSONL")
     sim.add_argument(

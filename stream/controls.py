@@ -15,9 +15,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from schemas import FeedbackStatus, InterventionTask, TaskStatus, TaskUpdate
+from schemas import (
+    FeedbackStatus,
+    InterventionTask,
+    MaintenanceWindow,
+    TaskStatus,
+    TaskUpdate,
+)
 from stream.connection import kafka_python_config
 from stream.feed import send_task_update
 from stream.settings import Settings
@@ -101,3 +107,47 @@ def decide(
         )
         sent.append(tid)
     return sent, missing
+
+
+def windows(settings: Settings) -> list[MaintenanceWindow]:
+    """The windows on `maintenance-windows` now: the latest per target,
+    without withdrawn ones, by start time."""
+    latest: dict[bytes, MaintenanceWindow | None] = {}
+    for key, value in read_topic(settings, settings.topic("maintenance_windows")):
+        if key is None:
+            continue
+        if value is None:
+            latest[key] = None
+            continue
+        try:
+            latest[key] = MaintenanceWindow.model_validate_json(value)
+        except ValueError:
+            continue
+    found = [w for w in latest.values() if w is not None]
+    return sorted(found, key=lambda w: (w.start, w.target.id))
+
+
+def send_window(settings: Settings, key: str, window: MaintenanceWindow | None) -> None:
+    """One window (None: a tombstone, withdrawing the target's window)."""
+    producer = KafkaProducer(**kafka_python_config(settings), acks="all")
+    try:
+        value = (
+            window.model_dump_json(by_alias=True, exclude_none=True).encode() if window else None
+        )
+        producer.send(settings.topic("maintenance_windows"), key=key.encode(), value=value).get(
+            timeout=30
+        )
+    finally:
+        producer.close()
+
+
+def end_window(settings: Settings, target_id: str, by: str) -> MaintenanceWindow | None:
+    """End the target's window in force now: its "work finished" notices
+    follow. None when no window of the target is in force."""
+    now = datetime.now(UTC)
+    current = next((w for w in windows(settings) if w.target.id == target_id), None)
+    if current is None or not current.start <= now < current.end:
+        return None
+    ended = current.model_copy(update={"end": now, "planned_by": by})
+    send_window(settings, target_id, ended)
+    return ended

@@ -43,27 +43,33 @@ from rules.policy import PolicyReason
 from rules.records import (
     Effects,
     Record,
+    apply_area,
     apply_clock,
     apply_event,
     apply_intent,
+    apply_mark,
     apply_membership,
     apply_profile,
     apply_task_update,
+    apply_window,
     decode_members,
     decode_record,
     due_of,
     encode_members,
     encode_record,
+    goes_to_area,
 )
 from rules.ruleset import RuleSet
 from rules.tasks import FeedbackReason
 from schemas import (
     BillingEvent,
     CellMembership,
+    CoverMark,
     CustomerNotice,
     CustomerProfile,
     DeadLetter,
     InterventionTask,
+    MaintenanceWindow,
     NetworkQualityEvent,
     NoticeIntent,
     TargetType,
@@ -170,7 +176,10 @@ class Processor:
         self.usage, self.billing = t("usage_events"), t("billing_events")
         self.profiles, self.network_quality = t("customer_profiles"), t("network_quality_events")
         self.task_updates = t("task_updates")
+        self.windows = t("maintenance_windows")
         self.intents = settings.internal_topic("notice-intents")
+        self.area_samples = settings.internal_topic("area-samples")
+        self.marks = settings.internal_topic("network-marks")
         self.membership = settings.internal_topic("cell-membership")
         self.network_updates = settings.internal_topic("task-updates-network")
         self.clocks = {
@@ -186,6 +195,9 @@ class Processor:
             self.intents: "notice_intents",
             self.membership: "cell_membership",
             self.network_updates: "task_updates_network",
+            self.windows: "maintenance_windows",
+            self.area_samples: "area_samples",
+            self.marks: "network_marks",
             self.clocks[SUBSCRIBERS]: "clock",
             self.clocks[NETWORK]: "clock",
         }
@@ -266,6 +278,12 @@ class Processor:
             return self._task_update(raw, work, now)
         if raw.topic == self.clocks[NETWORK]:
             return self._tick(raw, work, now)
+        if raw.topic == self.windows:
+            return self._window(raw, work, now)
+        if raw.topic == self.area_samples:
+            return self._area(raw, work, now)
+        if raw.topic == self.marks:
+            return self._mark(raw, work, now)
         if raw.topic == self.membership:
             change = self._decode(raw, CellMembership, now)
             if isinstance(change, Outcome):
@@ -315,6 +333,11 @@ class Processor:
             work.put(raw.key, record)
             self._merge(outcome, self._outcome(at, effects, now))
             self._fire_due(work, None, now, outcome)
+            if goes_to_area(event, self.rules):  # again for its area, in the area's partition
+                assert isinstance(event, NetworkQualityEvent) and event.area_id is not None
+                outcome.internal.append(
+                    (self.area_samples, event.area_id.encode(), event.model_dump_json().encode())
+                )
             self.metrics.processing.labels("engine").observe(time.perf_counter() - start)
         self._refused(problems, total, now, outcome)
         return work.finish(outcome)
@@ -406,6 +429,58 @@ class Processor:
         work.put(raw.key, record)
         outcome = self._outcome(raw, effects, now)
         self._fire_due(work, None, now, outcome)
+        return work.finish(outcome)
+
+    def _window(self, raw: RawRecord, work: _Work, now: datetime) -> Outcome:
+        """Planned work on the record's key (a cell, line or area); a
+        tombstone withdraws it. Its notices fall due on the clock."""
+        if raw.key is None:
+            return self._dead(raw, "missing_key", "maintenance windows are keyed by target id", now)
+        key = raw.key.decode("utf-8", "replace")
+        window: MaintenanceWindow | None = None
+        if raw.value is not None:
+            decoded = self._decode(raw, MaintenanceWindow, now)
+            if isinstance(decoded, Outcome):
+                return decoded
+            assert isinstance(decoded, MaintenanceWindow)
+            if decoded.target.id != key:
+                return self._dead(
+                    raw, "key_mismatch", "a maintenance window is keyed by its target id", now
+                )
+            window = decoded
+        at = window.planned_at if window is not None else now
+        record, effects = apply_window(work.get(raw.key), key, window, at, work.members(raw.key))
+        work.put(raw.key, record)
+        outcome = self._outcome(raw, effects, now)
+        self._fire_due(work, None, now, outcome)
+        return work.finish(outcome)
+
+    def _area(self, raw: RawRecord, work: _Work, now: datetime) -> Outcome:
+        """A line's event for its area (`area-samples`, keyed by area id)."""
+        decoded = self._decode(raw, NetworkQualityEvent, now)
+        if isinstance(decoded, Outcome):
+            return decoded
+        assert isinstance(decoded, NetworkQualityEvent) and raw.key is not None
+        event = decoded
+        outcome = Outcome()
+        self._fire_due(work, event.event_time.timestamp(), now, outcome)
+        record, effects = apply_area(
+            work.get(raw.key), event, self.rules, created_at=now, budget=work.budget
+        )
+        work.put(raw.key, record)
+        self._merge(outcome, self._outcome(raw, effects, now))
+        self._fire_due(work, None, now, outcome)
+        return work.finish(outcome)
+
+    def _mark(self, raw: RawRecord, work: _Work, now: datetime) -> Outcome:
+        """What covers a line now, from its area (`network-marks`, line-keyed)."""
+        decoded = self._decode(raw, CoverMark, now)
+        if isinstance(decoded, Outcome):
+            return decoded
+        assert isinstance(decoded, CoverMark) and raw.key is not None
+        record, effects = apply_mark(work.get(raw.key), decoded, self.rules, created_at=now)
+        work.put(raw.key, record)
+        outcome = self._outcome(raw, effects, now)
         return work.finish(outcome)
 
     @staticmethod
@@ -534,6 +609,10 @@ class Processor:
         outcome.internal.extend(
             (self.intents, key, value)
             for key, value in intent_records(effects.intents, self.partitions)
+        )
+        outcome.internal.extend(
+            (self.marks, mark.line_id.encode(), mark.model_dump_json().encode())
+            for mark in effects.marks
         )
         for rule_id, message in effects.failures:
             m.rule_failures.labels(rule_id).inc()

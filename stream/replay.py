@@ -37,6 +37,7 @@ from schemas import (
     CustomerProfile,
     DeadLetter,
     InterventionTask,
+    MaintenanceWindow,
     NetworkQualityEvent,
     TaskUpdate,
     UsageEvent,
@@ -62,6 +63,7 @@ INPUT_MODELS: dict[str, type[BaseModel]] = {
 }
 PROFILES = "customer-profiles"
 TASK_UPDATES = "task-updates"
+WINDOWS = "maintenance-windows"
 
 
 class ReplayStats:
@@ -171,6 +173,8 @@ class _Run:
             return _profile(self.session, raw, key, value, received)
         if topic == TASK_UPDATES:
             return self.task_update(raw, received)
+        if topic == WINDOWS:
+            return self.window(raw, received)
         model = INPUT_MODELS.get(topic)
         if model is None:
             return [_dead(raw, "unknown_topic", f"unknown input topic {topic!r}", received)]
@@ -208,6 +212,31 @@ class _Run:
                 )
             ]
         return self.apply_update(update, raw, received)
+
+    def window(self, raw: RawRecord, received: datetime) -> list[Output]:
+        """Planned work, as the worker takes it: keyed by its target id; a
+        null value withdraws the target's window."""
+        if raw.key is None:
+            return [
+                _dead(raw, "missing_key", "maintenance windows are keyed by target id", received)
+            ]
+        window = None
+        if raw.value is not None:
+            decoded = decode(raw, MaintenanceWindow, received)
+            if isinstance(decoded, DeadLetter):
+                return [decoded]
+            assert isinstance(decoded, MaintenanceWindow)
+            if decoded.target.id != raw.key.decode():
+                return [
+                    _dead(
+                        raw,
+                        "key_mismatch",
+                        "a maintenance window is keyed by its target id",
+                        received,
+                    )
+                ]
+            window = decoded
+        return self.step(self.session.window(raw.key.decode(), window), raw, received)
 
     def apply_update(self, update: TaskUpdate, raw: RawRecord, received: datetime) -> list[Output]:
         self.session.at = update.at if self.event_time_created else wall()

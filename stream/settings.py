@@ -83,6 +83,7 @@ class TopicNames(BaseModel):
     network_quality_events: str = "network-quality-events"
     customer_profiles: str = "customer-profiles"
     task_updates: str = "task-updates"
+    maintenance_windows: str = "maintenance-windows"
     customer_notices: str = "customer-notices"
     intervention_tasks: str = "intervention-tasks"
     dead_letters: str = "dead-letters"
@@ -192,8 +193,10 @@ class Settings(BaseSettings):
         """Topics only Forewarn reads and writes, named after the app id:
         `notice-intents` (subscriber-keyed), `cell-membership` (cell-keyed),
         `task-updates-network` (task updates for cells and lines, keyed by
-        target), and `clock-subscribers`/`clock-network` (the live clock's
-        ticks, one per partition)."""
+        target), `area-samples` (line events again, keyed by their area),
+        `network-marks` (what covers a line, from its area, line-keyed) and
+        `clock-subscribers`/`clock-network` (the live clock's ticks, one per
+        partition)."""
         return f"{self.topic_prefix}{self.app_id}-{name}"
 
     @property
@@ -204,6 +207,8 @@ class Settings(BaseSettings):
                 "notice-intents",
                 "cell-membership",
                 "task-updates-network",
+                "area-samples",
+                "network-marks",
                 "clock-subscribers",
                 "clock-network",
             )

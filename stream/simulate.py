@@ -13,7 +13,9 @@ speed tests with lines that get slow.
 
 Incidents can be injected on demand (`incidents_every`): in turn a fraud
 burst on one subscriber, an outage of one cell, a broadband line that stays
-slow, and a subscriber running through the data plan. An incident changes
+slow, a subscriber running through the data plan, an access node (32
+lines, `area_id`) failing for 40 minutes, and planned work on a cell
+(announced on `maintenance-windows` a day ahead). An incident changes
 the simulated world for a while (the cell's own KPIs degrade too) and its
 events are interleaved in event-time order. Seeded: the same arguments give
 the same records.
@@ -54,6 +56,15 @@ class Population:
     def has_line(self, i: int) -> bool:
         return i % 3 == 0
 
+    def area_id(self, i: int) -> str:
+        """The access node of subscriber i's line: 32 lines per node."""
+        return f"A{(i // 3) // AREA_LINES:05d}"
+
+    def area_lines(self, area: int) -> range:
+        """The subscribers (indexes) with a line on node `area`."""
+        first = area * AREA_LINES * 3
+        return range(first, min(first + AREA_LINES * 3, self.subscribers), 3)
+
     def prepaid(self, i: int) -> bool:
         return i % 4 == 1
 
@@ -90,7 +101,15 @@ class Population:
 # Relative traffic per local hour: quiet at night, an evening peak.
 DIURNAL = (0.25,) * 7 + (0.8,) * 3 + (1.0,) * 9 + (1.4,) * 4 + (0.6,)
 DIURNAL_MEAN = sum(DIURNAL) / len(DIURNAL)
-INCIDENTS = ("fraud_burst", "cell_outage", "slow_line", "data_exhaustion")
+INCIDENTS = (
+    "fraud_burst",
+    "cell_outage",
+    "slow_line",
+    "data_exhaustion",
+    "area_outage",
+    "planned_work",
+)
+AREA_LINES = 32  # broadband lines per access node (a PON port)
 
 
 @dataclass
@@ -99,6 +118,7 @@ class World:
 
     outage_until: dict[int, datetime] = field(default_factory=dict)  # cell -> end
     slow_until: dict[int, datetime] = field(default_factory=dict)  # subscriber -> end
+    work: dict[int, tuple[datetime, datetime]] = field(default_factory=dict)  # cell -> window
     schedule: list[tuple[datetime, int, Record]] = field(default_factory=list)
     sequence: int = 0
 
@@ -204,12 +224,57 @@ def _data_exhaustion(p: Population, rng: random.Random, world: World, n: int, at
         world.at(when, ("usage-events", sid, value))
 
 
+def _area_outage(p: Population, rng: random.Random, world: World, n: int, at: datetime) -> None:
+    """An access node fails for 40 minutes: every line behind it runs at
+    10-20% of its speed (a speed test every 10 minutes), then recovers."""
+    areas = max(1, -(-p.subscribers // (3 * AREA_LINES)))
+    area = rng.randrange(areas)
+    lines = list(p.area_lines(area))
+    for i in lines:
+        world.slow_until[i] = at + timedelta(minutes=40)
+    for k in range(6):  # 4 tests while down, 2 after
+        when = at + timedelta(minutes=10 * k + 1)
+        for j, i in enumerate(lines):
+            tick = when + timedelta(seconds=j)
+            world.at(tick, _line_event(p, rng, world, i, f"x{n}-{k}-{j}", tick))
+
+
+def _planned_work(p: Population, rng: random.Random, world: World, n: int, at: datetime) -> None:
+    """Planned work on a cell tomorrow: the window is planned now (its home
+    subscribers are told 24 h ahead), and the cell degrades while the work
+    goes on, with a KPI report every 5 minutes."""
+    c = rng.randrange(p.cells)
+    cid = p.cell_id(c)
+    start = (at + timedelta(hours=26)).replace(minute=0, second=0, microsecond=0)
+    end = start + timedelta(hours=2)
+    world.work[c] = (start, end)
+    window = {
+        "window_id": f"mw-{n}",
+        "target": {"type": "cell", "id": cid},
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "reason": "antenna replacement",
+        "message": {
+            "en": "We are replacing the antenna to improve coverage.",
+            "zh-CN": "我们将更换天线以改善信号覆盖。",
+        },
+        "planned_at": at.isoformat(),
+        "planned_by": "simulator",
+    }
+    world.at(at, ("maintenance-windows", cid, window))
+    for k in range(25):  # the work and an hour after it
+        when = start + timedelta(minutes=5 * k + 1)
+        world.at(when, _cell_event(p, rng, world, c, f"x{n}-{k}", when))
+
+
 Inject = Callable[[Population, random.Random, World, int, datetime], None]
 INJECT: dict[str, Inject] = {
     "fraud_burst": _fraud_burst,
     "cell_outage": _cell_outage,
     "slow_line": _slow_line,
     "data_exhaustion": _data_exhaustion,
+    "area_outage": _area_outage,
+    "planned_work": _planned_work,
 }
 
 
@@ -289,7 +354,8 @@ def _cell_event(
     cid = p.cell_id(c)
     out = world.outage_until.get(c)
     degraded = (c * 31 + at.hour) % 97 == 0  # each cell has a bad hour now and then
-    down = out is not None and at <= out
+    work = world.work.get(c)
+    down = (out is not None and at <= out) or (work is not None and work[0] <= at < work[1])
     value = {
         "event_id": event_id,
         "event_time": at.isoformat(),
@@ -326,6 +392,7 @@ def _line_event(
         "event_time": at.isoformat(),
         "scope": "broadband_line",
         "line_id": line,
+        "area_id": p.area_id(i),
         "subscriber_id": p.subscriber_id(i),
         "measured_down_mbps": round(measured, 1),
         "subscribed_down_mbps": subscribed,
