@@ -115,9 +115,6 @@ def no_record(key: bytes) -> bytes | None:
     return None
 
 
-_BUDGET = BUDGET_KEY.encode()
-
-
 class _Work:
     """The records one input record touches in its partition: its key's,
     and other keys' (due work, a batch of intents), each decoded once and
@@ -137,7 +134,11 @@ class _Work:
         self.agenda, self.members_of = agenda, members
         self.records: dict[bytes, Record] = {}
         # the partition's guard budget, its own record in the partition's table
-        self.budget = Budget(partitions=partitions, load=lambda: self.get(_BUDGET).get("spent"))
+        # (the key names the partition: writes in flight are looked up by key)
+        self.budget_key = f"{BUDGET_KEY}:{raw.partition}".encode()
+        self.budget = Budget(
+            partitions=partitions, load=lambda: self.get(self.budget_key).get("spent")
+        )
 
     def get(self, key: bytes) -> Record:
         if key not in self.records:
@@ -155,7 +156,7 @@ class _Work:
 
     def finish(self, outcome: Outcome) -> Outcome:
         if self.budget.changed:
-            self.records[_BUDGET] = {"spent": self.budget.state}
+            self.records[self.budget_key] = {"spent": self.budget.state}
         for key, record in self.records.items():
             if key == self.raw.key:
                 outcome.record = encode_record(record)

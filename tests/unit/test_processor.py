@@ -393,3 +393,34 @@ def test_the_guard_budget_is_a_record_of_the_partition_and_survives_between_reco
         tasks = [json.loads(r.value) for r in out.outputs if r.topic.value == "intervention-tasks"]
         statuses += [t["status"] for t in tasks]
     assert statuses == ["open"] * share + ["held", "held"]
+
+
+def test_a_maintenance_window_is_kept_by_its_target_and_silences_its_red_cell() -> None:
+    p = processor()
+    window = {
+        "window_id": "mw-1",
+        "target": {"type": "cell", "id": "C1"},
+        "start": "2026-11-21T12:00:00+08:00",
+        "end": "2026-11-21T14:00:00+08:00",
+        "reason": "antenna replacement",
+        "planned_at": "2026-11-20T10:00:00+08:00",
+        "planned_by": "ops",
+    }
+    out = p.network(raw("maintenance_windows", "C1", window), None)
+    assert out.outputs == [] and out.record is not None
+    record = out.record
+    for n, minute in enumerate((5, 10, 15, 20)):  # red windows during the work
+        cell = {
+            "event_id": f"c{n}",
+            "event_time": f"2026-11-21T12:{minute:02d}:00+08:00",
+            "scope": "cell",
+            "cell_id": "C1",
+            "packet_loss_pct": 9,
+            "latency_ms": 30,
+            "availability_pct": 99.9,
+        }
+        out = p.network(raw("network_quality_events", "C1", cell, n + 2), record)
+        assert "intervention-tasks" not in topics(out)
+        record = out.record or record
+    wrong = p.network(raw("maintenance_windows", "C2", window), None)
+    assert [json.loads(r.value)["error_type"] for r in wrong.outputs] == ["key_mismatch"]
