@@ -13,7 +13,7 @@ of two partitions' records is not defined in Kafka, so it is not tested."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -216,3 +216,59 @@ def outputs_so_far(kafka: KafkaProbe) -> int:
         len(kafka.read(t, 0, timeout=0.5))
         for t in ("customer_notices", "intervention_tasks", "dead_letters")
     )
+
+
+def test_planned_work_notices_go_out_within_60s_of_their_time_with_no_traffic(
+    worker: WorkerProcess, kafka: KafkaProbe, settings: Settings
+) -> None:
+    """A live window on a cell with no traffic at all: the announcement and
+    the "work finished" notice fire from the worker's clock."""
+    cell, home = "CLIVE", "8613900000777"
+    kafka.send_record(
+        {
+            "topic": "customer-profiles",
+            "key": home,
+            "value": {
+                "subscriber_id": home,
+                "home_cell_id": cell,
+                "language": "en",
+                "quiet_hours": {"start": "00:00", "end": "00:00"},  # none: any hour will do
+            },
+        }
+    )
+    kafka.flush()
+    wait_for(
+        lambda: (
+            metric(scrape(settings), "forewarn_events_consumed_total", source="cell_membership")
+            >= 1
+        ),
+        "the profile's cell membership",
+        workers=(worker,),
+    )
+    now = datetime.now(UTC).replace(microsecond=0)
+    start, end = now + timedelta(seconds=20), now + timedelta(seconds=30)
+    window = {
+        "window_id": "mw-live",
+        "target": {"type": "cell", "id": cell},
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "reason": "live test",
+        "announce_minutes": 0,  # told when the work starts: short notice, critical
+        "planned_at": now.isoformat(),
+        "planned_by": "it",
+    }
+    kafka.send("maintenance_windows", cell, window)
+    kafka.flush()
+
+    def planned() -> list[dict[str, Any]]:
+        notices = kafka.read("customer_notices", 0, timeout=1)
+        return [n for n in notices if n["rule_id"] == "planned-work"]
+
+    wait_for(lambda: len(planned()) >= 2, "the announcement and the end", 180, (worker,))
+    told, done = sorted(planned(), key=lambda n: n["event_time"])
+    assert (told["tier"], done["tier"]) == ("announce", "announce:resolved")
+    assert told["severity"] == "critical" and done["severity"] == "info"
+    for notice, due in ((told, start), (done, end)):
+        late = (datetime.fromisoformat(notice["created_at"]) - due).total_seconds()
+        assert 0 <= late <= 60, (notice["tier"], late)
+        print(f"{notice['tier']} sent {late:.1f}s after its time")
