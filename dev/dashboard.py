@@ -336,6 +336,57 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
         ),
     ),
     (
+        "Operations controls",
+        (
+            Panel(
+                "Maintenance windows",
+                "Planned work on cells, lines and areas kept by this worker's partitions:"
+                " planned (announced or still to be announced) and in force now. While a"
+                " window is in force its target opens no tasks and sends no outage notices.",
+                "short",
+                (
+                    q(
+                        'sum by (state) (forewarn_maintenance_windows{instance=~"$instance"})',
+                        "{{state}}",
+                    ),
+                ),
+            ),
+            Panel(
+                "Silenced by planned work and incidents",
+                "Detections that opened no task and sent no notice per second: their key was"
+                " in planned work (maintenance), or an open incident of its area covered it"
+                " (inhibited, e.g. slow lines behind a failed access node).",
+                "ops",
+                (
+                    q(
+                        "sum by (rule, reason) (rate(forewarn_suppressions_total"
+                        f'{{reason=~"maintenance|inhibited", rule=~"$rule", instance=~"$instance"}}'
+                        f"{RATE}))",
+                        "{{reason}} {{rule}}",
+                    ),
+                ),
+            ),
+            Panel(
+                "Held work waiting for a person",
+                "Tasks opened past their rule's guard budget (e.g. suspensions in a fraud"
+                " storm) and not yet released or dropped (forewarn held), by queue; and how"
+                " fast work is being held. Any held task pages: see ForewarnGuardTripped.",
+                "short",
+                (
+                    q(
+                        'sum by (queue) (forewarn_tasks_held{instance=~"$instance"})',
+                        "held {{queue}}",
+                    ),
+                    q(
+                        "sum by (rule) (increase(forewarn_task_transitions_total"
+                        f'{{transition="held", rule=~"$rule", instance=~"$instance"}}{RATE}))',
+                        "newly held {{rule}}",
+                    ),
+                ),
+            ),
+        ),
+    ),
+    (
         "Kafka and state",
         (
             Panel(

@@ -536,6 +536,9 @@ class Wiring:
             self.metrics.tasks_overdue.labels(queue).set(overdue[queue])
             self.metrics.tasks_held.labels(queue).set(held[queue])
         self.metrics_queues = set(opened) | set(held)
+        windows = self.processor.workload[NETWORK].window_states(time.time())
+        for state in ("planned", "in_force"):
+            self.metrics.maintenance_windows.labels(state).set(windows[state])
         for name, table in (
             (SUBSCRIBER_TABLE, self.subscribers),
             (NETWORK_TABLE, self.network),

@@ -160,6 +160,12 @@ class Metrics:
             ["queue"],
             registry=r,
         )
+        self.maintenance_windows = Gauge(
+            "forewarn_maintenance_windows",
+            "Maintenance windows kept by this worker's partitions, by state (planned, in_force).",
+            ["state"],
+            registry=r,
+        )
         self.due_keys = Gauge(
             "forewarn_due_keys",
             "Keys with something due (a task's promise, a held notice), by agent.",
@@ -288,6 +294,8 @@ class Metrics:
             self.tasks_open.labels(queue)
             self.tasks_overdue.labels(queue)
             self.tasks_held.labels(queue)
+        for state in ("planned", "in_force"):
+            self.maintenance_windows.labels(state)
         for rule_id in rule_ids:
             self.evaluations.declare(rule_id)
             self.rule_failures.labels(rule_id)

@@ -374,6 +374,8 @@ class Processor:
                 budget=work.budget,
             )
             work.put(k, record)
+            if work.space == NETWORK:
+                self.workload[NETWORK].window(partition, key, record.get("maint"))
             self._merge(outcome, self._outcome(work.raw, effects, now))
 
     def _tick(self, raw: RawRecord, work: _Work, now: datetime) -> Outcome:
@@ -452,6 +454,8 @@ class Processor:
         at = window.planned_at if window is not None else now
         record, effects = apply_window(work.get(raw.key), key, window, at, work.members(raw.key))
         work.put(raw.key, record)
+        if raw.partition is not None:
+            self.workload[NETWORK].window(raw.partition, key, record.get("maint"))
         outcome = self._outcome(raw, effects, now)
         self._fire_due(work, None, now, outcome)
         return work.finish(outcome)
@@ -639,6 +643,7 @@ class Processor:
             if name not in agenda.due:
                 agenda.note(partition, name, due_of(record))
             workload.index(partition, record.get("engine", {}).get("tasks", {}))
+            workload.window(partition, name, record.get("maint"))
             found += 1
         return found
 

@@ -21,6 +21,27 @@ class Workload:
     def __init__(self) -> None:
         # partition -> task id -> (queue, OPEN | OVERDUE | HELD)
         self.tasks: dict[int, dict[str, tuple[str, str]]] = {}
+        # partition -> target key -> (start, end) of its maintenance window
+        self.windows: dict[int, dict[str, tuple[float, float]]] = {}
+
+    def window(self, partition: int, key: str, maint: Mapping[str, Any] | None) -> None:
+        """A target's planned work as its record now has it (None: none)."""
+        here = self.windows.setdefault(partition, {})
+        if maint:
+            here[key] = (maint["start"], maint["end"])
+        else:
+            here.pop(key, None)
+
+    def window_states(self, now: float) -> Counter[str]:
+        """Windows planned and in force at `now` (wall clock)."""
+        states: Counter[str] = Counter()
+        for here in self.windows.values():
+            for start, end in here.values():
+                if now < start:
+                    states["planned"] += 1
+                elif now < end:
+                    states["in_force"] += 1
+        return states
 
     def track(self, partition: int, task: InterventionTask) -> None:
         open_here = self.tasks.setdefault(partition, {})
@@ -45,6 +66,7 @@ class Workload:
 
     def forget(self, partition: int) -> None:
         self.tasks.pop(partition, None)
+        self.windows.pop(partition, None)
 
     def by_queue(self) -> tuple[Counter[str], Counter[str], Counter[str]]:
         """(open, overdue, held) task counts by queue; overdue tasks are open."""
