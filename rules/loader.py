@@ -110,8 +110,8 @@ def _cross_rule_problems(
                 close = difflib.get_close_matches(source, sorted(by_id), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 problem = f"inhibited_by names no rule {source!r}{hint}"
-            elif other.key.value != on:
-                problem = f"rule {source!r} is keyed by {other.key.value}, not {on}"
+            elif other.key.value != on.removeprefix("profile.").replace("home_cell_id", "cell_id"):
+                problem = f"rule {source!r} is keyed by {other.key.value}; {on} cannot name its key"
             else:
                 continue
             out.append(

@@ -104,14 +104,16 @@ class MembersSpec(_Spec):
 
 
 class InhibitionSpec(_Spec):
-    """While an episode of `rule` is open on the key named by `on` (e.g. the
-    line's `area_id`), this rule opens no tasks and sends no notices
-    (reason `inhibited`); its tasks already open are linked to that
-    episode's task. After Alertmanager's inhibit rules: the source is
-    `rule`, the target is this rule, `on` is what must be equal."""
+    """While an episode of `rule` is open on the key named by `on`, this
+    rule opens no tasks and sends no notices (reason `inhibited`); its
+    tasks already open are linked to that episode's task. After
+    Alertmanager's inhibit rules: the source is `rule`, the target is this
+    rule, `on` is what must be equal. A line rule names its `area_id` (an
+    area rule inhibits it); a subscriber rule names `profile.home_cell_id`
+    (a cell rule inhibits it)."""
 
     rule: Kebab
-    on: Literal["area_id"] = "area_id"
+    on: Literal["area_id", "profile.home_cell_id"] = "area_id"
 
 
 class DedupScope(StrEnum):
@@ -340,10 +342,13 @@ class RuleSpec(_Spec):
                 "a rule keyed by 'area_id' needs 'members' (how its lines count), and"
                 " only such a rule has them"
             )
-        if self.inhibited_by and self.key is not KeyField.LINE_ID:
-            raise ValueError(
-                "'inhibited_by' applies to rules keyed by 'line_id' (lines of an area)"
-            )
+        for inhibition in self.inhibited_by:
+            wanted = KeyField.LINE_ID if inhibition.on == "area_id" else KeyField.SUBSCRIBER_ID
+            if self.key is not wanted:
+                raise ValueError(
+                    f"'inhibited_by ... on: {inhibition.on}' applies to rules keyed by"
+                    f" {wanted.value}"
+                )
         names = [t.name for t in self.tiers]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

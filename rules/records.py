@@ -149,7 +149,7 @@ def apply_event(
     if is_subscriber_event(event):
         profile = profile_of(record, key)
         record = _release(record, profile, event.event_time, rules, created_at, effects)
-    covers = None if profile is not None else covers_of(record)
+    covers = covers_of(record)
     engine, result = evaluate(
         record.get("engine"),
         event,
@@ -170,7 +170,33 @@ def apply_event(
     new = _route(
         {**record, "engine": engine}, key, profile, result, rules, created_at, members, effects
     )
+    if result.incidents:  # a cell's incident covers its home subscribers
+        _cover_members(key, result, event.event_time, members, effects)
     return with_due(new), effects
+
+
+def _cover_members(
+    cell: str,
+    result: Result,
+    at: datetime,
+    members: Callable[[], tuple[str, ...]],
+    effects: Effects,
+) -> None:
+    home = sorted(members())
+    for inc in result.incidents:
+        effects.marks.extend(
+            CoverMark(
+                key=sub,
+                space="subscribers",
+                source=cell,
+                kind="incident",
+                ref=inc.rule_id,
+                open=inc.open,
+                task_id=inc.task_id if inc.open else None,
+                at=at,
+            )
+            for sub in home
+        )
 
 
 def apply_clock(
@@ -429,6 +455,9 @@ def _deliver(
 # -- areas, planned work and what covers a line ---------------------------------
 
 
+_SEP = "\x1f"  # in the names of a record's covers: kind, covering key, window or rule
+
+
 def covers_of(record: Record) -> Covers | None:
     """Planned work on the key (its own window, or its area's) and the open
     incidents of its area, from its record."""
@@ -439,7 +468,7 @@ def covers_of(record: Record) -> Covers | None:
     windows = list(own)
     incidents = set()
     for name, c in (marks or {}).items():
-        kind, area, ref = name.split("/", 2)
+        kind, area, ref = name.split(_SEP)
         if kind == "maintenance":
             windows.append((c["start"], c["end"]))
         else:
@@ -513,8 +542,9 @@ def _incidents(record: Record, area: str, result: Result, at: datetime, effects:
         task = open_now.get(inc.rule_id, {}).get("task")
         effects.marks.extend(
             CoverMark(
-                line_id=line,
-                area_id=area,
+                key=line,
+                space="network",
+                source=area,
                 kind="incident",
                 ref=inc.rule_id,
                 open=inc.open,
@@ -538,8 +568,9 @@ def _marks_for(record: Record, area: str, lines: list[str], at: datetime) -> lis
         for rule_id, inc in sorted(record.get("incidents", {}).items()):
             marks.append(
                 CoverMark(
-                    line_id=line,
-                    area_id=area,
+                    key=line,
+                    space="network",
+                    source=area,
                     kind="incident",
                     ref=rule_id,
                     open=True,
@@ -552,8 +583,9 @@ def _marks_for(record: Record, area: str, lines: list[str], at: datetime) -> lis
 
 def _window_mark(m: dict[str, Any], area: str, line: str, open_: bool, at: datetime) -> CoverMark:
     return CoverMark(
-        line_id=line,
-        area_id=area,
+        key=line,
+        space="network",
+        source=area,
         kind="maintenance",
         ref=m["id"],
         open=open_,
@@ -570,7 +602,7 @@ def apply_mark(
     that opens links the line's open tasks of the rules it inhibits to the
     area's task."""
     effects = Effects()
-    name = f"{mark.kind}/{mark.area_id}/{mark.ref}"
+    name = _SEP.join((mark.kind, mark.source, mark.ref))
     covers: dict[str, Any] = dict(record.get("covers", {}))
     if not mark.open:
         covers.pop(name, None)
@@ -589,7 +621,9 @@ def apply_mark(
         else {k: v for k, v in record.items() if k != "covers"}
     )
     if mark.open and mark.kind == "incident":
-        inhibited = frozenset(r.id for r in rules.rules if (mark.ref, "area_id") in r.inhibited_by)
+        inhibited = frozenset(
+            r.id for r in rules.rules if any(i[0] == mark.ref for i in r.inhibited_by)
+        )
         engine = dict(new.get("engine", {}))
         book = Book.of(engine)
         out = TaskEffects()

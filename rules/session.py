@@ -269,12 +269,13 @@ class Session:
             self._mark(mark, step)
 
     def _mark(self, mark: CoverMark, step: Step) -> None:
-        """What covers a line, from its area (the worker sends it through a
-        line-keyed topic)."""
+        """What covers a line (from its area) or a subscriber (from its home
+        cell); the worker sends it through a topic keyed by the covered key."""
+        space = SUBSCRIBERS if mark.space == "subscribers" else NETWORK
         record, effects = apply_mark(
-            self.network.get(mark.line_id), mark, self.rules, created_at=self.at
+            self._store(space).get(mark.key), mark, self.rules, created_at=self.at
         )
-        self._put(NETWORK, mark.line_id, record)
+        self._put(space, mark.key, record)
         step.add(effects)
 
     def _intent(self, intent: NoticeIntent, step: Step) -> None:

@@ -63,19 +63,21 @@ class CellMembership(BaseModel):
 
 
 class CoverMark(BaseModel):
-    """An area's planned work or open incident covering one of its lines:
-    sent from the area's key to the line's key (an internal line-keyed
-    topic), so the line's rules see it in their own partition. `open`
-    False withdraws it."""
+    """Something of another key covering this one: an area's planned work or
+    open incident covering one of its lines, or a cell's open incident
+    covering one of its home subscribers. Sent from the covering key to the
+    covered one through an internal topic keyed by the covered key, so its
+    rules see it in their own partition. `open` False withdraws it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    line_id: str
-    area_id: str
+    key: str  # the covered line or subscriber
+    space: Literal["network", "subscribers"]  # where the covered key's state lives
+    source: str  # the covering area or cell
     kind: Literal["maintenance", "incident"]
     ref: str  # the window id, or the incident's rule id
     open: bool
     start: AwareDatetime | None = None  # planned work: the window
     end: AwareDatetime | None = None
-    task_id: str | None = None  # an incident's task: the line's open tasks are linked to it
-    at: AwareDatetime  # the area step's time
+    task_id: str | None = None  # an incident's task: the covered key's open tasks are linked to it
+    at: AwareDatetime  # the covering step's time

@@ -189,7 +189,14 @@ class Wiring:
         self.indexed: dict[str, set[int]] = {SUBSCRIBERS: set(), NETWORK: set()}
         p = processor
         subscriber_source = raw_topics(
-            app, p.usage, p.billing, p.profiles, p.task_updates, p.intents, p.clocks[SUBSCRIBERS]
+            app,
+            p.usage,
+            p.billing,
+            p.profiles,
+            p.task_updates,
+            p.intents,
+            p.clocks[SUBSCRIBERS],
+            p.subscriber_marks,
         )
         network_source = raw_topics(
             app,

@@ -181,6 +181,7 @@ class Processor:
         self.intents = settings.internal_topic("notice-intents")
         self.area_samples = settings.internal_topic("area-samples")
         self.marks = settings.internal_topic("network-marks")
+        self.subscriber_marks = settings.internal_topic("subscriber-marks")
         self.membership = settings.internal_topic("cell-membership")
         self.network_updates = settings.internal_topic("task-updates-network")
         self.clocks = {
@@ -199,6 +200,7 @@ class Processor:
             self.windows: "maintenance_windows",
             self.area_samples: "area_samples",
             self.marks: "network_marks",
+            self.subscriber_marks: "subscriber_marks",
             self.clocks[SUBSCRIBERS]: "clock",
             self.clocks[NETWORK]: "clock",
         }
@@ -263,6 +265,8 @@ class Processor:
             return self._task_update(raw, work, now)
         if raw.topic == self.clocks[SUBSCRIBERS]:
             return self._tick(raw, work, now)
+        if raw.topic == self.subscriber_marks:
+            return self._mark(raw, work, now)
         model: type[BaseModel] = UsageEvent if raw.topic == self.usage else BillingEvent
         return self._events(raw, work, model, now)
 
@@ -478,7 +482,8 @@ class Processor:
         return work.finish(outcome)
 
     def _mark(self, raw: RawRecord, work: _Work, now: datetime) -> Outcome:
-        """What covers a line now, from its area (`network-marks`, line-keyed)."""
+        """What covers a line (from its area) or a subscriber (from its home
+        cell) now: `network-marks` and `subscriber-marks`, keyed by the covered key."""
         decoded = self._decode(raw, CoverMark, now)
         if isinstance(decoded, Outcome):
             return decoded
@@ -616,7 +621,11 @@ class Processor:
             for key, value in intent_records(effects.intents, self.partitions)
         )
         outcome.internal.extend(
-            (self.marks, mark.line_id.encode(), mark.model_dump_json().encode())
+            (
+                self.subscriber_marks if mark.space == "subscribers" else self.marks,
+                mark.key.encode(),
+                mark.model_dump_json().encode(),
+            )
             for mark in effects.marks
         )
         for rule_id, message in effects.failures:

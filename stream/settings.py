@@ -194,7 +194,8 @@ class Settings(BaseSettings):
         `notice-intents` (subscriber-keyed), `cell-membership` (cell-keyed),
         `task-updates-network` (task updates for cells and lines, keyed by
         target), `area-samples` (line events again, keyed by their area),
-        `network-marks` (what covers a line, from its area, line-keyed) and
+        `network-marks` and `subscriber-marks` (what covers a line, from its
+        area, or a subscriber, from its home cell; keyed by the covered key) and
         `clock-subscribers`/`clock-network` (the live clock's ticks, one per
         partition)."""
         return f"{self.topic_prefix}{self.app_id}-{name}"
@@ -209,6 +210,7 @@ class Settings(BaseSettings):
                 "task-updates-network",
                 "area-samples",
                 "network-marks",
+                "subscriber-marks",
                 "clock-subscribers",
                 "clock-network",
             )

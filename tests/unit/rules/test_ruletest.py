@@ -143,3 +143,47 @@ def test_a_notice_can_go_to_the_vip_home_subscribers_of_a_cell_only() -> None:
     run = run_test_files([audience])
     assert run.diagnostics == [] and [c.problems for c in run.cases] == [[]]
     assert len(run.cases) == 1
+
+
+def test_an_open_cell_incident_inhibits_its_home_subscribers_symptom_notices() -> None:
+    from pathlib import Path
+
+    from rules.ruletest import run_test_files
+
+    case = (
+        Path(__file__).parent / "testdata" / "inhibition" / "tests" / "cell-inhibits-symptoms.yaml"
+    )
+    run = run_test_files([case])
+    assert run.diagnostics == [] and [c.problems for c in run.cases] == [[]]
+    assert len(run.cases) == 1
+
+
+def test_an_inhibition_must_name_a_rule_keyed_by_what_it_matches_on(tmp_path: Path) -> None:
+    from rules.loader import load_rule_set
+
+    (tmp_path / "bad.yaml").write_text(
+        """
+rules:
+  - id: symptom
+    description: x
+    source: usage
+    category: network
+    measures: {v: "volume"}
+    inhibited_by:
+      - {rule: pon-outage, on: profile.home_cell_id}
+      - {rule: no-such-rule, on: profile.home_cell_id}
+    tiers:
+      - name: t
+        when: "v > 1"
+        severity: info
+        dedup: {scope: episode}
+        notice: {title: {en: a, zh-CN: b}, message: {en: a, zh-CN: b}}
+""",
+        encoding="utf-8",
+    )
+    result = load_rule_set([DEFAULT_RULES_DIR, tmp_path / "bad.yaml"])
+    text = [d.message for d in result.diagnostics]
+    assert text == [
+        "rule 'pon-outage' is keyed by area_id; profile.home_cell_id cannot name its key",
+        "inhibited_by names no rule 'no-such-rule'",
+    ]
