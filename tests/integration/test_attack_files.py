@@ -123,7 +123,7 @@ def test_attack_files_hot_reloaded_under_traffic_leave_the_worker_ready(
         m = scrape(s)
         assert metric(m, "forewarn_rules_reloads_total", result="failure") == rejected
         assert metric(m, "forewarn_rules_last_reload_success") == 0
-        assert metric(m, "forewarn_rules_loaded") == 7  # the good rules kept running
+        assert metric(m, "forewarn_rules_loaded") == 8  # the good rules kept running
     finally:
         worker.stop()
     assert "Traceback" not in (tmp_path / "worker.log").read_text(errors="replace")

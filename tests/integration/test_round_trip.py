@@ -111,7 +111,7 @@ def test_worker_outputs_equal_replay_outputs_with_the_same_ids(
 
     m = scrape(settings)
     rules_fired = {n["rule_id"] for n in notices}
-    assert len(rules_fired) == 7
+    assert len(rules_fired) == 7  # every default rule but pon-outage: no areas here
     usage = sum(r["topic"] == "usage-events" for r in events())
     assert metric(m, "forewarn_events_consumed_total", source="usage") == usage
     assert (
@@ -134,8 +134,8 @@ def test_worker_outputs_equal_replay_outputs_with_the_same_ids(
     )
     assert metric(m, "forewarn_dead_letters_total") == 0
     assert metric(m, "forewarn_suppressions_total", reason="fatigue_cap") == 1
-    assert metric(m, "forewarn_rules_loaded") == 7
-    assert metric(m, "forewarn_rule_series") == 7  # the default rules share nothing
+    assert metric(m, "forewarn_rules_loaded") == 8
+    assert metric(m, "forewarn_rule_series") == 8  # the default rules share nothing
     assert metric(m, "forewarn_rules_last_reload_success") == 1
     assert metric(m, "forewarn_state_keys", table="forewarn-subscribers") >= 0
     assert all("subscriber" not in dict(labels) for (_, labels) in m), "no per-subscriber labels"
