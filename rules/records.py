@@ -24,11 +24,11 @@ subscriber-keyed Kafka topic in the worker) and applies `apply_intent`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from rules import maintenance
 from rules.engine import (
@@ -185,18 +185,34 @@ def _cover_members(
     home = sorted(members())
     for inc in result.incidents:
         effects.marks.extend(
-            CoverMark(
-                key=sub,
-                space="subscribers",
-                source=cell,
-                kind="incident",
-                ref=inc.rule_id,
-                open=inc.open,
-                task_id=inc.task_id if inc.open else None,
-                at=at,
-            )
-            for sub in home
+            _incident_marks(home, "subscribers", cell, inc.rule_id, inc.open, inc.task_id, at)
         )
+
+
+def _incident_marks(
+    keys: Iterable[str],
+    space: Literal["network", "subscribers"],
+    source: str,
+    rule_id: str,
+    open_: bool,
+    task: str | None,
+    at: datetime,
+) -> list[CoverMark]:
+    """An incident of `source` (an area or a cell) opening or closing, for
+    each key it covers."""
+    return [
+        CoverMark(
+            key=key,
+            space=space,
+            source=source,
+            kind="incident",
+            ref=rule_id,
+            open=open_,
+            task_id=task if open_ else None,
+            at=at,
+        )
+        for key in keys
+    ]
 
 
 def apply_clock(
@@ -538,20 +554,11 @@ def _incidents(record: Record, area: str, result: Result, at: datetime, effects:
             }
         else:
             open_now.pop(inc.rule_id, None)
+    lines = sorted(record.get("lines", {}))
     for inc in result.incidents:
         task = open_now.get(inc.rule_id, {}).get("task")
         effects.marks.extend(
-            CoverMark(
-                key=line,
-                space="network",
-                source=area,
-                kind="incident",
-                ref=inc.rule_id,
-                open=inc.open,
-                task_id=task if inc.open else None,
-                at=at,
-            )
-            for line in sorted(record.get("lines", {}))
+            _incident_marks(lines, "network", area, inc.rule_id, inc.open, task, at)
         )
     if open_now:
         return {**record, "incidents": open_now}
@@ -566,18 +573,7 @@ def _marks_for(record: Record, area: str, lines: list[str], at: datetime) -> lis
         if m:
             marks.append(_window_mark(m, area, line, True, at))
         for rule_id, inc in sorted(record.get("incidents", {}).items()):
-            marks.append(
-                CoverMark(
-                    key=line,
-                    space="network",
-                    source=area,
-                    kind="incident",
-                    ref=rule_id,
-                    open=True,
-                    task_id=inc.get("task"),
-                    at=at,
-                )
-            )
+            marks += _incident_marks([line], "network", area, rule_id, True, inc.get("task"), at)
     return marks
 
 
