@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from faust.types import TP, Message
+from faust.types import TP
 
 from rules.ruleset import RuleSet
 from sinks import OutputTopic
@@ -38,13 +38,20 @@ from stream.continuity import (
     unchanged_since,
 )
 from stream.decoding import RawRecord
+from stream.faust_runtime import (
+    ChangelogTable,
+    fetch_tuned_transport,
+    recovery_state,
+    redelivered,
+    rocksdb_partitions,
+    unbounded_producer_buffer,
+)
 from stream.inflight import Inflight
 from stream.metrics import Metrics
 from stream.processor import NETWORK, SUBSCRIBERS, Outcome, Processor, partition_of
 from stream.reload import RuleReloader
 from stream.settings import SecurityProtocol, Settings
 from stream.ticks import needs_tick, tick_time
-from stream.transport import fetch_tuned_transport
 
 log = logging.getLogger("forewarn.app")
 
@@ -125,21 +132,9 @@ def raw_topic(app: faust.App, name: str) -> Any:
     return raw_topics(app, name)
 
 
-class StateTable(faust.Table[bytes, bytes]):
-    """A Faust table that keeps the changelog send of its latest write, so
-    an input is acked only once the broker has its new state
-    (`stream.inflight`)."""
-
-    last_changelog: Any = None
-
-    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
-        self.last_changelog = super().send_changelog(*args, **kwargs)
-        return self.last_changelog
-
-
 def raw_table(app: faust.App, name: str, settings: Settings) -> Any:
     """What `app.Table` does, with our table class."""
-    table = StateTable(
+    table = ChangelogTable(
         app,
         name=name,
         beacon=app.tables.beacon,
@@ -291,27 +286,7 @@ class Wiring:
         )
         source = self.processor.sources.get(msg.topic, "unknown")
         self.metrics.gaps.labels(source).inc(len(records))
-        missing = [
-            self.app.create_event(
-                r.key,
-                r.value,
-                r.headers,
-                Message(
-                    r.topic,
-                    r.partition,
-                    r.offset,
-                    r.timestamp / 1000.0,
-                    r.timestamp_type,
-                    r.headers,
-                    r.key,
-                    r.value,
-                    r.checksum,
-                    tp=msg.tp,
-                    generation_id=msg.generation_id,
-                ),
-            )
-            for r in records
-        ]
+        missing = [redelivered(self.app, r, msg) for r in records]
         return [*missing, event]
 
     async def apply(
@@ -354,7 +329,7 @@ class Wiring:
         # wait in its producer buffer, then drains it one record per
         # `wait_for` (a task and a timer each). Our own back-pressure
         # (`Inflight.limit`) already bounds what is in flight.
-        self.app.producer.buffer.max_messages = PRODUCER_BUFFER_MESSAGES
+        unbounded_producer_buffer(self.app, PRODUCER_BUFFER_MESSAGES)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self.reload_rules)
         self.ready = True
@@ -424,10 +399,9 @@ class Wiring:
         `RECOVERY_STALL_SECONDS`. faust-streaming 0.15.3 can leave a changelog
         partition that moved away and back unfetched ("No event received for
         active tp ... since recovery start"); only a new consumer recovers it."""
-        recovery: Any = self.app.tables.recovery  # type: ignore[attr-defined]
-        remaining = int(recovery.active_remaining_total()) if recovery.in_recovery else 0
+        running, remaining = recovery_state(self.app)
         self.recovery, stuck = recovery_progress(
-            self.recovery, bool(recovery.in_recovery), remaining, now, RECOVERY_STALL_SECONDS
+            self.recovery, running, remaining, now, RECOVERY_STALL_SECONDS
         )
         return stuck
 
@@ -435,7 +409,7 @@ class Wiring:
         """The live trigger (`stream.ticks`): index newly assigned
         partitions' due work, then send a clock record to each partition
         whose due work a tick would fire."""
-        if not self.ready or self.app.rebalancing or self.app.tables.recovery.in_recovery:  # type: ignore[attr-defined]
+        if not self.ready or self.app.rebalancing or recovery_state(self.app)[0]:
             return
         assignment = self.app.consumer.assignment()
         spaces = (
@@ -587,8 +561,7 @@ def raw_record(event: Any) -> RawRecord:
 def state_size(table: Any) -> tuple[int, int]:
     """Estimated (keys, live bytes) across the table's RocksDB partitions."""
     keys = size = 0
-    store = table.data
-    for db in getattr(store, "_dbs", {}).values():
+    for db in rocksdb_partitions(table):
         try:
             keys += int(db.property_int_value("rocksdb.estimate-num-keys") or 0)
             size += int(db.property_int_value("rocksdb.estimate-live-data-size") or 0)

@@ -32,14 +32,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from faust.streams import _current_event
+from stream.faust_runtime import current_event
 
 log = logging.getLogger("forewarn.inflight")
 
@@ -180,19 +179,16 @@ class Inflight:
 
 
 def _apply(event: Any, writes: Sequence[Write]) -> list[asyncio.Future[Any]]:
-    """Write to the tables; returns the changelog sends (`StateTable`).
+    """Write to the tables; returns the changelog sends (`ChangelogTable`).
     Table writes belong to the partition of the event that caused them;
     Faust reads it from the current event, so that is set to this one."""
-    token = _current_event.set(weakref.ref(event))
     sent = []
-    try:
+    with current_event(event):
         for table, key, value in writes:
             table[key] = value
             changelog = getattr(table, "last_changelog", None)
             if changelog is not None:
                 sent.append(changelog)
-    finally:
-        _current_event.reset(token)
     return sent
 
 

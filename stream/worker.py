@@ -16,6 +16,7 @@ import faust
 
 from stream.admin import create_topics
 from stream.app import create_app
+from stream.faust_runtime import check_versions, without_spinner
 from stream.logs import configure
 from stream.metrics import Metrics
 from stream.reload import RuleReloader
@@ -26,6 +27,15 @@ log = logging.getLogger("forewarn.worker")
 
 def run_worker(settings: Settings) -> NoReturn:
     handler = configure(settings.log_level, settings.log_format)
+    untested = check_versions()
+    if untested:
+        for line in untested:
+            log.error(line)
+        log.error(
+            "refusing to start: run the tests against these versions, then set"
+            " FOREWARN_UNTESTED_RUNTIME=1"
+        )
+        sys.exit(2)
     metrics = Metrics()
     reloader = RuleReloader(settings.rule_paths, metrics)
     rules = reloader.initial()
@@ -50,9 +60,5 @@ def run_worker(settings: Settings) -> NoReturn:
     }
     app.conf.loghandlers = [handler]
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
-    # Faust's terminal spinner, on at WARNING and above, sets the root logger
-    # to DEBUG so it can spin per log record: every produced message would
-    # then build a debug record (payload included) only for our handler to
-    # drop it. Logs are JSON lines for machines; no spinner.
-    worker.spinner = None
+    without_spinner(worker)  # logs are JSON lines for machines
     worker.execute_from_commandline()

@@ -1,0 +1,210 @@
+"""Every use of a Faust or aiokafka private name, in one place, each a
+small named workaround with a test (tests/unit/test_faust_runtime.py), and
+`check_versions()`, which the worker runs at start: the workarounds were
+written against the versions in `TESTED` and the worker refuses to start
+on others (a private name may have moved; set
+FOREWARN_UNTESTED_RUNTIME=1 to start anyway, after running the tests).
+
+The workarounds:
+
+- `fetch_tuned_transport`: the consumer's fetch batching and both clients'
+  metadata back-off. faust-streaming 0.15.3 builds its aiokafka consumer
+  with a fixed argument list: `fetch.min.bytes` stays at 1 and
+  `fetch.max.wait.ms` at 1,500 ms, so under steady traffic the broker
+  answers every fetch at once with two or three records, and Faust's and
+  aiokafka's per-fetch work is paid for a handful of records: measured,
+  477 µs of worker CPU per event at 2,000 events/s against 267 µs when
+  draining a backlog; with the broker gathering 32 KB or 30 ms per fetch it
+  is 333 µs, for at most 30 ms of added latency. And aiokafka's sender loop
+  asks for a metadata update whenever a partition's leader is unknown; with
+  the broker down the update fails at once, so the loop spun (about 650
+  connects/s and a whole core). `backoff_metadata` makes a failed update
+  answer only after a delay that doubles from 0.1 s to 5 s, with jitter:
+  1-3% of a core and about 12 connects/s with the broker gone for 30 s.
+- `ChangelogTable`: a table that keeps the changelog send of its latest
+  write, so an input is acked only once the broker has its new state.
+- `current_event`: table writes belong to the partition of the event that
+  caused them, and Faust reads it from its current-event context variable;
+  writes made after the outputs' acks set it to that event.
+- `redelivered`: a Faust event for a record read directly (one Faust failed
+  to deliver), with the message's partition and generation.
+- `unbounded_producer_buffer`: Faust pauses every stream whenever more than
+  100 changelog records wait in its producer buffer, then drains it one
+  record per `wait_for`; the worker bounds what is in flight itself.
+- `recovery_state`: whether changelog recovery runs, and what it has left.
+- `rocksdb_partitions`: a table's RocksDB databases, for its size.
+- `without_spinner`: Faust's terminal spinner sets the root logger to DEBUG
+  so it can spin per log record: every produced message would build a debug
+  record for our JSON handler to drop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import faust
+from faust.streams import _current_event
+from faust.transport.drivers import aiokafka as driver
+from faust.types import Message
+
+from stream.settings import KafkaSettings
+
+TESTED: dict[str, tuple[str, ...]] = {
+    "faust-streaming": ("0.15.3",),
+    "aiokafka": ("0.12.0", "0.13.0", "0.14.0"),
+}
+
+
+def check_versions(env: dict[str, str] | None = None) -> list[str]:
+    """Why the installed Faust or aiokafka is not one the workarounds were
+    tested with; empty when it is, or when FOREWARN_UNTESTED_RUNTIME=1."""
+    if (env if env is not None else os.environ).get("FOREWARN_UNTESTED_RUNTIME") == "1":
+        return []
+    problems = []
+    for package, tested in TESTED.items():
+        try:
+            installed = version(package)
+        except PackageNotFoundError:
+            installed = "none"
+        if installed not in tested:
+            problems.append(
+                f"{package} {installed} is not a tested version ({', '.join(tested)}):"
+                " stream/faust_runtime.py reaches its private names"
+            )
+    return problems
+
+
+def fetch_tuned_transport(app: faust.App, kafka: KafkaSettings) -> Any:
+    """A transport like Faust's own `kafka://` one, with fetch batching."""
+
+    class ConsumerThread(driver.AIOKafkaConsumerThread):
+        def _create_worker_consumer(self, transport: Any) -> Any:
+            consumer = super()._create_worker_consumer(transport)
+            # AIOKafkaConsumer keeps its arguments until start() builds the
+            # fetcher, so setting them here is the same as passing them.
+            consumer._fetch_min_bytes = kafka.fetch_min_bytes
+            consumer._fetch_max_wait_ms = kafka.fetch_max_wait_ms
+            client = consumer._client
+            client.force_metadata_update = backoff_metadata(client.force_metadata_update)
+            return consumer
+
+    class Consumer(driver.Consumer):
+        def _new_consumer_thread(self) -> Any:
+            return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    class Producer(driver.Producer):
+        def _new_producer(self, transactional_id: str | None = None) -> Any:
+            producer = super()._new_producer(transactional_id)
+            client = producer.client
+            client.force_metadata_update = backoff_metadata(client.force_metadata_update)
+            return producer
+
+    class Transport(driver.Transport):
+        pass
+
+    Transport.Consumer = Consumer
+    Transport.Producer = Producer
+    return Transport(app.conf.broker_consumer, app)
+
+
+METADATA_BACKOFF_MIN = 0.1
+METADATA_BACKOFF_MAX = 5.0
+
+
+def backoff_metadata(
+    update: Callable[[], Awaitable[bool]],
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> Callable[[], Awaitable[bool]]:
+    """`client.force_metadata_update` whose failures answer after a
+    bounded, jittered, doubling delay (see the module docstring). Callers
+    during that delay share the one pending answer instead of starting new
+    updates (each would open a connection)."""
+    delay = [0.0]
+    pending: list[asyncio.Future[bool] | None] = [None]
+
+    async def updated() -> bool:
+        ok = await update()
+        if ok:
+            delay[0] = 0.0
+            return True
+        delay[0] = min(max(delay[0] * 2, METADATA_BACKOFF_MIN), METADATA_BACKOFF_MAX)
+        await sleep(delay[0] * random.uniform(0.5, 1.0))
+        return False
+
+    def force() -> Awaitable[bool]:
+        current = pending[0]
+        if current is None or current.done():
+            current = pending[0] = asyncio.ensure_future(updated())
+        return asyncio.shield(current)
+
+    return force
+
+
+class ChangelogTable(faust.Table[bytes, bytes]):
+    """A Faust table that keeps the changelog send of its latest write."""
+
+    last_changelog: Any = None
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        self.last_changelog = super().send_changelog(*args, **kwargs)
+        return self.last_changelog
+
+
+@contextmanager
+def current_event(event: Any) -> Iterator[None]:
+    """Make `event` Faust's current event (the partition of table writes)."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def redelivered(app: faust.App, record: Any, like: Any) -> Any:
+    """A Faust event for an aiokafka `record` read directly, in the
+    partition and generation of the message `like`."""
+    return app.create_event(
+        record.key,
+        record.value,
+        record.headers,
+        Message(
+            record.topic,
+            record.partition,
+            record.offset,
+            record.timestamp / 1000.0,
+            record.timestamp_type,
+            record.headers,
+            record.key,
+            record.value,
+            record.checksum,
+            tp=like.tp,
+            generation_id=like.generation_id,
+        ),
+    )
+
+
+def unbounded_producer_buffer(app: faust.App, max_messages: int) -> None:
+    app.producer.buffer.max_messages = max_messages
+
+
+def recovery_state(app: faust.App) -> tuple[bool, int]:
+    """(changelog recovery running, records it has left)."""
+    recovery: Any = app.tables.recovery  # type: ignore[attr-defined]
+    running = bool(recovery.in_recovery)
+    return running, int(recovery.active_remaining_total()) if running else 0
+
+
+def rocksdb_partitions(table: Any) -> Iterable[Any]:
+    """The RocksDB databases of a table, one per partition held here."""
+    return list(getattr(table.data, "_dbs", {}).values())
+
+
+def without_spinner(worker: faust.Worker) -> None:
+    worker.spinner = None

@@ -1,0 +1,203 @@
+"""The worker's consumer fetches in batches (`stream.faust_runtime`)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+from rules.loader import load_rule_set
+from stream.app import create_app
+from stream.metrics import Metrics
+from stream.reload import RuleReloader
+from stream.settings import DEFAULT_RULES_DIR, KafkaSettings, Settings
+
+
+def worker_app(settings: Settings) -> Any:
+    rules = load_rule_set([DEFAULT_RULES_DIR]).rule_set
+    assert rules is not None
+    metrics = Metrics()
+    return create_app(settings, rules, metrics, RuleReloader(settings.rule_paths, metrics))
+
+
+def worker_consumer(settings: Settings) -> object:
+    """The aiokafka consumer the worker's Faust app would start (not started)."""
+    app = worker_app(settings)
+
+    async def build() -> object:
+        thread = app.consumer._thread
+        return thread._create_worker_consumer(app.transport)
+
+    return asyncio.run(build())
+
+
+def test_fetch_batching_reaches_the_aiokafka_consumer(tmp_path: Path) -> None:
+    kafka = KafkaSettings(fetch_min_bytes=65536, fetch_max_wait_ms=25)
+    consumer = worker_consumer(Settings(_env_file=None, kafka=kafka, state_dir=tmp_path))
+    assert consumer._fetch_min_bytes == 65536  # type: ignore[attr-defined]
+    assert consumer._fetch_max_wait_ms == 25  # type: ignore[attr-defined]
+    # and the rest is Faust's: the group, no auto-commit
+    assert consumer._group_id == "forewarn"  # type: ignore[attr-defined]
+    assert consumer._enable_auto_commit is False  # type: ignore[attr-defined]
+    # and metadata updates back off while the broker is gone
+    update = consumer._client.force_metadata_update  # type: ignore[attr-defined]
+    assert update.__qualname__.startswith("backoff_metadata")
+
+
+def test_the_fetch_loop_never_stops_for_a_commit(tmp_path: Path) -> None:
+    """Faust commits inline in its fetch loop every `broker_commit_every`
+    acked messages and stops fetching until that commit is done (seconds
+    under load); the worker leaves commits to the 1 s timer."""
+    app = worker_app(Settings(_env_file=None, state_dir=tmp_path))
+    assert app.conf.broker_commit_interval == 1.0
+    assert app.conf.broker_commit_every >= 2**60
+
+
+def test_failed_metadata_updates_back_off_and_are_shared() -> None:
+    """With the broker gone aiokafka's sender asks for metadata in a loop;
+    each failed answer now comes after a doubling delay (0.1 s .. 5 s), and
+    callers meanwhile share it instead of opening new connections."""
+    from stream.faust_runtime import METADATA_BACKOFF_MAX, backoff_metadata
+
+    async def main() -> tuple[int, list[float]]:
+        calls, slept = [0], []
+
+        async def update() -> bool:
+            calls[0] += 1
+            return calls[0] > 8  # the broker comes back at the 9th try
+
+        async def sleep(seconds: float) -> None:
+            slept.append(seconds)
+
+        force = backoff_metadata(update, sleep)
+        first, second = force(), force()  # the sender and another caller
+        assert await first is False and await second is False
+        for _ in range(8):
+            await force()
+        return calls[0], slept
+
+    calls, slept = asyncio.run(main())
+    assert calls == 9  # the two first callers shared one update
+    assert len(slept) == 8  # one wait per failed update
+    assert 0.05 <= slept[0] <= 0.1 and max(slept) <= METADATA_BACKOFF_MAX
+    assert slept[-1] >= METADATA_BACKOFF_MAX / 2
+
+
+def test_the_worker_producer_backs_off_metadata_updates() -> None:
+    app = worker_app(Settings(_env_file=None))  # type: ignore[call-arg]
+
+    async def build() -> Any:
+        return app.producer._new_producer()
+
+    producer = asyncio.run(build())
+    assert producer.client.force_metadata_update.__qualname__.startswith("backoff_metadata")
+
+
+# -- one test per workaround of stream/faust_runtime.py, and the rule that they
+#    live there only -------------------------------------------------------------
+
+
+def test_the_installed_faust_and_aiokafka_are_versions_the_workarounds_were_tested_with(
+    monkeypatch: Any,
+) -> None:
+    from stream import faust_runtime
+
+    assert faust_runtime.check_versions(env={}) == []
+    monkeypatch.setattr(faust_runtime, "version", lambda package: "9.9.9")
+    problems = faust_runtime.check_versions(env={})
+    assert [p.split(" is not")[0] for p in problems] == ["faust-streaming 9.9.9", "aiokafka 9.9.9"]
+    assert faust_runtime.check_versions(env={"FOREWARN_UNTESTED_RUNTIME": "1"}) == []
+
+
+def test_current_event_is_what_faust_reads_for_the_partition_of_a_table_write() -> None:
+    from faust.streams import current_event as fausts
+
+    from stream.faust_runtime import current_event
+
+    class Event:
+        pass
+
+    event = Event()
+    with current_event(event):
+        assert fausts() is event
+    assert fausts() is None
+
+
+def test_a_record_read_directly_becomes_a_faust_event_of_the_same_partition_and_generation(
+    tmp_path: Path,
+) -> None:
+    from types import SimpleNamespace
+
+    from faust.types import TP
+
+    from stream.faust_runtime import redelivered
+
+    app = worker_app(Settings(_env_file=None, state_dir=tmp_path))
+    record = SimpleNamespace(
+        topic="usage-events", partition=2, offset=41, timestamp=1_700_000_000_000,
+        timestamp_type=0, headers=[], key=b"k", value=b"v", checksum=None,
+    )  # fmt: skip
+    like = SimpleNamespace(tp=TP("usage-events", 2), generation_id=7)
+
+    async def build() -> Any:
+        return redelivered(app, record, like)
+
+    event = asyncio.run(build())
+    m = event.message
+    assert (m.topic, m.partition, m.offset, m.key, m.value) == ("usage-events", 2, 41, b"k", b"v")
+    assert m.generation_id == 7 and m.tp == like.tp
+
+
+def test_the_producer_buffer_limit_and_recovery_state_are_where_faust_keeps_them(
+    tmp_path: Path,
+) -> None:
+    from stream.faust_runtime import (
+        ChangelogTable,
+        recovery_state,
+        rocksdb_partitions,
+        unbounded_producer_buffer,
+    )
+
+    app = worker_app(Settings(_env_file=None, state_dir=tmp_path))
+    unbounded_producer_buffer(app, 12345)
+    assert app.producer.buffer.max_messages == 12345
+    assert recovery_state(app) == (False, 0)  # not started: nothing to recover
+    tables = list(app.tables.values())
+    assert tables and all(isinstance(t, ChangelogTable) for t in tables)
+    assert all(list(rocksdb_partitions(t)) == [] for t in tables)  # no partition opened yet
+    import faust
+
+    assert callable(faust.Table.send_changelog)  # what ChangelogTable overrides
+
+
+def test_the_worker_runs_without_fausts_spinner(tmp_path: Path) -> None:
+    import faust
+
+    from stream.faust_runtime import without_spinner
+
+    worker = faust.Worker(worker_app(Settings(_env_file=None, state_dir=tmp_path)), quiet=True)
+    without_spinner(worker)
+    assert worker.spinner is None
+
+
+PRIVATE_NAMES = re.compile(
+    r"_current_event|_fetch_min_bytes|_fetch_max_wait_ms|_create_worker_consumer"
+    r"|_new_consumer_thread|_new_producer|\._dbs\b|_dbs\"|send_changelog|buffer\.max_messages"
+    r"|tables\.recovery|\.spinner\b|consumer\._client|\._thread\b|faust\.types import .*Message"
+    r"|from (faust|aiokafka)[\w.]* import _"
+)
+
+
+def test_no_faust_or_aiokafka_private_name_is_used_outside_the_adapter() -> None:
+    stream_dir = Path(__file__).resolve().parents[2] / "stream"
+    adapter = (stream_dir / "faust_runtime.py").read_text(encoding="utf-8")
+    assert len(PRIVATE_NAMES.findall(adapter)) >= 8  # the pattern sees them where they are
+    found = [
+        f"{path.name}:{n}: {line.strip()}"
+        for path in sorted(stream_dir.rglob("*.py"))
+        if path.name != "faust_runtime.py"
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if PRIVATE_NAMES.search(line)
+    ]
+    assert found == []
