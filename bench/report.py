@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 PARTS = {
+    "processor": "processor.json",
     "service": "service.json",
     "compare": "compare.json",
     "rules_scale": "rules-scale.json",
@@ -43,6 +44,14 @@ def targets(parts: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         r = batched[0]
         out.append(
             (f"W >= 0.25 L, {r['batch']} events per message", f"W/L = {r['W/L']}", r["W/L"] >= 0.25)
+        )
+    for r in parts.get("processor", {}).get("runs", []):
+        out.append(
+            (
+                f"processor alone <= 20 µs per event, {r['batch']} event(s) per record",
+                f"{r['us_per_event']} µs",
+                r["us_per_event"] <= 20,
+            )
         )
     service = parts.get("service", {})
     if "latency_80" in service:
@@ -76,6 +85,15 @@ def table(title: str, header: list[str], rows: list[list[Any]]) -> list[str]:
         *("| " + " | ".join(cell(v) for v in row) + " |" for row in rows),
         "",
     ]
+
+
+def processor_table(p: dict[str, Any]) -> list[str]:
+    rows = [
+        [r["batch"], r["events"], r["us_per_event"], f"{round(1e6 / r['us_per_event']):,}"]
+        for r in p["runs"]
+    ]
+    title = f"The processor alone, no Kafka ({p['subscribers']:,} subscribers, default rules):"
+    return table(title, ["events per record", "events", "µs per event", "events/s"], rows)
 
 
 def service_table(s: dict[str, Any]) -> list[str]:
@@ -165,6 +183,7 @@ def state_table(st: dict[str, Any]) -> list[str]:
 
 def markdown(parts: dict[str, Any]) -> str:
     sections = {
+        "processor": processor_table,
         "service": service_table,
         "compare": compare_table,
         "rules_scale": rules_table,

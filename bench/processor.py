@@ -1,0 +1,174 @@
+"""The processor alone: the per-event cost of Forewarn's own work, without
+Kafka or Faust (issue #17's target: at most 20 µs per event with the
+default rules).
+
+Simulated traffic (profiles first, then events) goes through the worker's
+`Processor` exactly as the agents call it, with the tables as dicts of
+encoded records and internal records (notice intents, cell memberships,
+area samples, marks) fed back to the processor as the internal topics
+would. Measured once with one event per record and once with `--batch`
+events of one key per record; the time is the processor's only (the
+feedback loop's bookkeeping is outside the timer), per input event.
+With `--profile FILE`, a cProfile of the batched run's top functions.
+
+    python -m bench.processor --subscribers 20000 --events 100000 --batch 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import time
+from collections import deque
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.compare import batched
+from rules.loader import load_rule_set
+from stream.decoding import RawRecord
+from stream.feed import encode_value, physical_topic
+from stream.metrics import Metrics
+from stream.processor import Outcome, Processor, partition_of
+from stream.settings import DEFAULT_RULES_DIR, Settings
+from stream.simulate import Population, simulate
+
+SUBSCRIBER_SPACE = frozenset(
+    {"usage-events", "billing-events", "customer-profiles", "task-updates"}
+)
+
+
+class Bench:
+    def __init__(self, settings: Settings) -> None:
+        rules = load_rule_set([DEFAULT_RULES_DIR]).rule_set
+        assert rules is not None
+        self.settings = settings
+        self.processor = Processor(settings, rules, Metrics(), clock=lambda: NOW)
+        self.tables: dict[str, dict[tuple[int, bytes], bytes]] = {
+            "subscribers": {},
+            "network": {},
+            "members": {},
+        }
+        self.offsets: dict[str, int] = {}
+        self.seconds = 0.0
+        self.events = 0
+
+    def record(self, topic: str, key: bytes | None, value: bytes | None) -> RawRecord:
+        offset = self.offsets.get(topic, 0)
+        self.offsets[topic] = offset + 1
+        p = partition_of(key, self.settings.partitions) if key else 0
+        return RawRecord(topic, p, offset, key, value)
+
+    def feed(self, topic: str, key: bytes | None, value: bytes | None, events: int) -> None:
+        queue: deque[RawRecord] = deque([self.record(topic, key, value)])
+        while queue:
+            raw = queue.popleft()
+            started = time.perf_counter()
+            outcome = self.one(raw)
+            self.seconds += time.perf_counter() - started
+            for internal_topic, k, v in outcome.internal:
+                queue.append(self.record(internal_topic, k, v))
+        self.events += events
+
+    def one(self, raw: RawRecord) -> Outcome:
+        p = self.processor
+        part = raw.partition or 0
+        subscriber_topics = {
+            p.usage, p.billing, p.profiles, p.task_updates, p.intents, p.clocks["subscribers"],
+            p.subscriber_marks,
+        }  # fmt: skip
+        if raw.topic in subscriber_topics:
+            table = self.tables["subscribers"]
+            out = p.subscriber(
+                raw, table.get((part, raw.key or b"")), lambda k: table.get((part, k))
+            )
+        elif raw.topic == p.membership:
+            table = self.tables["members"]
+            out = p.network(raw, table.get((part, raw.key or b"")))
+        else:
+            table = self.tables["network"]
+            members = self.tables["members"]
+            out = p.network(
+                raw,
+                table.get((part, raw.key or b"")),
+                lambda k: table.get((part, k)),
+                lambda k: members.get((part, k)),
+            )
+        if raw.key is not None:
+            if out.record is not None:
+                table[(part, raw.key)] = out.record
+            if out.members is not None:
+                self.tables["members"][(part, raw.key)] = out.members
+        for k, v in out.others.items():
+            table[(part, k)] = v
+        return out
+
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def traffic(subscribers: int, events: int, batch: int) -> Iterator[tuple[str, str | None, Any]]:
+    records = simulate(Population(subscribers), events, incidents_every=5000)
+    return batched(records, batch) if batch > 1 else records
+
+
+def run(settings: Settings, subscribers: int, events: int, batch: int) -> dict[str, Any]:
+    bench = Bench(settings)
+    profiles = 0
+    loading = 0.0
+    for topic, key, value in traffic(subscribers, events, batch):
+        physical = physical_topic(settings, topic)
+        count = len(value) if isinstance(value, list) else 1
+        if topic == "customer-profiles":  # all first: their time is not the events'
+            bench.feed(physical, key.encode() if key else None, encode_value(value), 0)
+            profiles += 1
+            loading = bench.seconds
+            continue
+        bench.feed(physical, key.encode() if key else None, encode_value(value), count)
+    bench.seconds -= loading
+    per_event = bench.seconds / max(bench.events, 1)
+    return {
+        "batch": batch,
+        "events": bench.events,
+        "profiles": profiles,
+        "profile_us": round(loading / max(profiles, 1) * 1e6, 1),
+        "seconds": round(bench.seconds, 2),
+        "us_per_event": round(per_event * 1e6, 1),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--subscribers", type=int, default=20000)
+    ap.add_argument("--events", type=int, default=100000)
+    ap.add_argument("--batch", type=int, default=20)
+    ap.add_argument("--out", default="var/bench/processor.json")
+    ap.add_argument("--profile", default=None, help="write the batched run's top functions here")
+    args = ap.parse_args()
+    settings = Settings(_env_file=None)
+    runs = [
+        run(settings, args.subscribers, args.events, 1),
+        run(settings, args.subscribers, args.events, args.batch),
+    ]
+    if args.profile:  # a third run: the profiler's own cost stays out of the figures
+        profiler = cProfile.Profile()
+        profiler.enable()
+        run(settings, args.subscribers, args.events, args.batch)
+        profiler.disable()
+        with open(args.profile, "w") as out:
+            pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
+    result = {"subscribers": args.subscribers, "target_us": 20.0, "runs": runs}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    for r in runs:
+        print(
+            f"processor, {r['batch']} event(s) per record: {r['us_per_event']} µs/event"
+            f" ({r['events']:,} events in {r['seconds']} s)"
+        )
+
+
+if __name__ == "__main__":
+    main()
