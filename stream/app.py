@@ -26,6 +26,7 @@ from faust.types import TP
 
 from rules.ruleset import RuleSet
 from sinks import OutputTopic
+from sinks.routing import partition_of
 from stream.admin import committed_offsets
 from stream.connection import broker_reachable, ssl_context
 from stream.continuity import (
@@ -48,7 +49,7 @@ from stream.faust_runtime import (
 )
 from stream.inflight import Inflight
 from stream.metrics import Metrics
-from stream.processor import NETWORK, SUBSCRIBERS, Outcome, Processor, partition_of
+from stream.processor import NETWORK, SUBSCRIBERS, Outcome, Processor
 from stream.reload import RuleReloader
 from stream.settings import SecurityProtocol, Settings
 from stream.ticks import needs_tick, tick_time

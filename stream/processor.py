@@ -33,7 +33,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from aiokafka.partitioner import murmur2
 from pydantic import BaseModel
 
 from rules.agenda import Agenda
@@ -78,6 +77,7 @@ from schemas import (
     UsageEvent,
 )
 from sinks import MAX_RECORD_BYTES, OutputRecord, encode, fits
+from sinks.routing import intent_records, partition_of
 from stream.decoding import Problems, RawRecord, dead_letter, decode, decode_many, events_of
 from stream.logs import mask
 from stream.metrics import Metrics
@@ -696,45 +696,3 @@ def is_detection(output: CustomerNotice | InterventionTask) -> bool:
     if isinstance(output, CustomerNotice):
         return output.deliver_after is None
     return output.change not in (TaskChange.ESCALATED, TaskChange.FEEDBACK)
-
-
-def partition_of(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner (murmur2, as in the Java
-    client and aiokafka) gives `key`: where that subscriber's state lives."""
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-def intent_records(intents: list[NoticeIntent], partitions: int) -> list[tuple[bytes, bytes]]:
-    """A cell detection's intents as one record per partition instead of one
-    per subscriber: a JSON array of the intents for that partition's
-    subscribers, keyed by the first of them, so the default partitioner
-    sends it where all of them live. A red cell with 200 home subscribers
-    costs at most `partitions` Kafka records on the way to their policies."""
-    groups: dict[int, list[NoticeIntent]] = {}
-    for intent in intents:
-        assert intent.subscriber_id is not None
-        groups.setdefault(partition_of(intent.subscriber_id.encode(), partitions), []).append(
-            intent
-        )
-    records = []
-    for group in groups.values():
-        chunk: list[str] = []
-        size = 0
-        first = group[0].subscriber_id
-        for intent in group:  # a huge cell's partition share is split to fit a record
-            text = intent.model_dump_json()
-            if chunk and size + len(text) > INTENT_RECORD_BYTES:
-                records.append(_intent_record(first, chunk))
-                chunk, size, first = [], 0, intent.subscriber_id
-            chunk.append(text)
-            size += len(text) + 1
-        records.append(_intent_record(first, chunk))
-    return records
-
-
-INTENT_RECORD_BYTES = 512 * 1024  # well under Kafka's 1 MiB record limit
-
-
-def _intent_record(key: str | None, items: list[str]) -> tuple[bytes, bytes]:
-    assert key is not None
-    return key.encode(), ("[" + ",".join(items) + "]").encode()

@@ -44,6 +44,7 @@ from schemas import (
 )
 from sinks import Destination, encode
 from sinks.codec import Output
+from sinks.routing import partition_of
 from stream.decoding import (
     RawRecord,
     dead_letter,
@@ -53,7 +54,7 @@ from stream.decoding import (
 )
 from stream.feed import encode_value
 from stream.impact import Summary, write_suppressions
-from stream.processor import event_key, partition_of
+from stream.processor import event_key
 from stream.worksim import WorkSimulator
 
 INPUT_MODELS: dict[str, type[BaseModel]] = {

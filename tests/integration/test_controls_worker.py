@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from stream.processor import partition_of
+from sinks.routing import partition_of
 from stream.settings import Settings
 from tests.integration.conftest import WorkerProcess, metric, scrape, wait_for
 from tests.integration.kafka import KafkaProbe

@@ -28,3 +28,20 @@ def test_dead_letter_is_keyed_by_the_source_key_and_encodes_identically_twice() 
     line = json.loads(encode_jsonl_line(first))
     assert line["topic"] == "dead-letters" and line["key"] == "s9"
     assert line["value"]["payload"] == "{"
+
+
+def test_the_partitioner_is_kafkas_murmur2_byte_for_byte() -> None:
+    """sinks.routing computes the partition where a key's state lives
+    without a Kafka client; it must agree with aiokafka's (the Java
+    client's) default partitioner on every key."""
+    import random
+
+    from aiokafka.partitioner import murmur2 as reference
+
+    from sinks.routing import murmur2, partition_of
+
+    rng = random.Random(7)
+    keys = [b"", b"a", b"ab", b"abc", b"8613900000001", "北京-小区-7".encode()]
+    keys += [rng.randbytes(rng.randrange(0, 40)) for _ in range(2000)]
+    assert [murmur2(k) for k in keys] == [reference(k) for k in keys]
+    assert [partition_of(k, 6) for k in keys] == [(reference(k) & 0x7FFFFFFF) % 6 for k in keys]

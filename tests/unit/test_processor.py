@@ -12,9 +12,10 @@ from aiokafka.partitioner import DefaultPartitioner
 from rules.loader import load_rule_set
 from rules.records import decode_members
 from schemas import NoticeIntent
+from sinks.routing import intent_records, partition_of
 from stream.decoding import RawRecord
 from stream.metrics import Metrics
-from stream.processor import Outcome, Processor, intent_records, partition_of
+from stream.processor import Outcome, Processor
 from stream.settings import DEFAULT_RULES_DIR, Settings
 
 NOW = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
