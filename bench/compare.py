@@ -6,6 +6,9 @@ one key per message):
 - **F** (`bench.faust_peer`): a trivial Faust agent that decodes each event;
 - **T** (`bench.faust_peer table`): F plus one write per message to a RocksDB table
   with a changelog, the floor for per-key state in Faust tables;
+- **Q** (`bench.quix_peer`): Quix Streams with a per-key count in its RocksDB
+  state store and changelog topics, in its own virtual environment
+  (`var/bench/quix-venv`; left out when that does not exist);
 - **W**: `forewarn worker`, default ruleset, realistic profiles loaded first.
 
 Each is timed from its first message to its last (events/s). Writes
@@ -101,6 +104,48 @@ def run_faust(settings: Settings, events: int, workdir: Path, table: bool) -> di
         proc.wait(60)
 
 
+QUIX_PYTHON = ROOT / "var" / "bench" / "quix-venv" / "bin" / "python"
+
+
+def run_quix(settings: Settings, events: int, workdir: Path) -> dict[str, float] | None:
+    """Q, when the Quix Streams environment exists."""
+    if not QUIX_PYTHON.exists():
+        return None
+    group = f"{settings.app_id}-quix-peer"
+    done = workdir / f"{group}.json"
+    done.unlink(missing_ok=True)
+    topics = ",".join(
+        settings.topic(t) for t in ("usage_events", "billing_events", "network_quality_events")
+    )
+    proc = subprocess.Popen(
+        [
+            str(QUIX_PYTHON),
+            str(ROOT / "bench" / "quix_peer.py"),
+            ",".join(settings.kafka.bootstrap_servers),
+            group,
+            topics,
+            str(events),
+            str(done),
+            str(workdir / group),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=(workdir / f"{group}.log").open("wb"),
+    )
+    try:
+        deadline = time.monotonic() + 1800
+        while not done.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the Quix peer stopped before it read everything")
+            time.sleep(0.2)
+        time.sleep(0.2)
+        result: dict[str, float] = json.loads(done.read_text())
+        return result
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
 def run_mode(population: Population, events: int, batch: int, workdir: Path) -> dict[str, Any]:
     settings = fresh_settings(workdir)
     producer = Producer(settings)
@@ -124,6 +169,8 @@ def run_mode(population: Population, events: int, batch: int, workdir: Path) -> 
         faust_peer = run_faust(settings, events, workdir, table=False)
         say(f"[batch {batch}] T")
         table_peer = run_faust(settings, events, workdir, table=True)
+        say(f"[batch {batch}] Q")
+        quix = run_quix(settings, events, workdir)
         say(f"[batch {batch}] W")
         worker.start()
         start, end = drain(worker, events, timeout=3600)
@@ -135,6 +182,9 @@ def run_mode(population: Population, events: int, batch: int, workdir: Path) -> 
         result["W/F"] = round(result["W"] / result["F"], 2)
         result["W/T"] = round(result["W"] / result["T"], 2)
         result["W/L"] = round(result["W"] / result["L"], 3)
+        if quix is not None:
+            result["Q"] = round(quix["events"] / max(quix["seconds"], 1e-9))
+            result["W/Q"] = round(result["W"] / result["Q"], 2)
     finally:
         producer.close()
         worker.stop()
@@ -146,13 +196,14 @@ def table(results: list[dict[str, Any]], subscribers: int, events: int) -> str:
     lines = [
         f"{events:,} events, {subscribers:,} subscribers, one worker / consumer each",
         "",
-        "| events per message | messages | L events/s | F events/s | T events/s | W events/s"
-        " | W/F | W/T | W/L |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| events per message | messages | L events/s | F events/s | T events/s | Q events/s"
+        " | W events/s | W/F | W/T | W/Q | W/L |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['batch']} | {r['messages']:,} | {r['L']:,} | {r['F']:,} | {r['T']:,} | {r['W']:,} "
-        f"| {r['W/F']} | {r['W/T']} | {r['W/L']} |"
+        f"| {r['batch']} | {r['messages']:,} | {r['L']:,} | {r['F']:,} | {r['T']:,}"
+        f" | {format(r['Q'], ',') if 'Q' in r else '-'} | {r['W']:,} | {r['W/F']} | {r['W/T']}"
+        f" | {r.get('W/Q', '-')} | {r['W/L']} |"
         for r in results
     ]
     return "\n".join(lines) + "\n"
