@@ -139,7 +139,7 @@ def compare_table(c: dict[str, Any]) -> list[str]:
             r.get("W/T", "-"),
             r.get("W/Q", "-"),
             r["W/L"],
-        ]  # fmt: skip
+        ]
         for r in c["runs"]
     ]
     title = (
