@@ -80,7 +80,7 @@ def notices_from_supervised(
     """Read notices until all `expected` are there, running the worker as a
     supervisor would: faust-streaming 0.15.3 can leave a changelog partition
     that moved away and back unfetched; the worker then stops after a minute
-    without recovery progress (`Wiring.recovery_stuck`), and a restarted
+    without recovery progress (`Supervisor.recovery_stuck`), and a restarted
     worker recovers. Returns the notices and the worker now running."""
     got: list[dict[str, Any]] = []
     deadline = time.monotonic() + 200

@@ -198,7 +198,7 @@ def test_the_oldest_age_covers_records_waiting_for_their_changelog() -> None:
 def test_a_worker_slowed_by_its_own_sends_is_not_taken_for_a_stalled_one() -> None:
     """Positions stand still while outputs wait for acks: the stall check
     must not seek back then (it would process everything twice)."""
-    from stream.app import SLOW_SEND_SECONDS, sending_slowly
+    from stream.supervisor import SLOW_SEND_SECONDS, sending_slowly
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

@@ -1,0 +1,298 @@
+"""Supervision of a running worker, next to the pure decisions it acts on
+(`stream.continuity`, `stream.ticks`): what `Wiring`'s timers and signal
+handler call, so that the wiring itself is declarations and agents only.
+
+- `observe` (every 5 s): broker reachability (readiness), in-flight records,
+  consumer lag, due keys, open/overdue/held tasks, maintenance windows,
+  local state size; a stuck changelog recovery stops the worker; stalled
+  partitions are sought back (`unstall`).
+- `tick` (every `clock_tick_seconds`): index newly assigned partitions' due
+  work, and send a clock record to each live partition whose due work a
+  tick would fire.
+- `reload_rules` (SIGHUP) and `poll_rules`: load the rule files in a thread
+  and swap the processor's rule set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from faust.types import TP
+
+from sinks.routing import partition_of
+from stream.admin import committed_offsets
+from stream.connection import broker_reachable
+from stream.continuity import Progress, Since, recovery_progress, stalled, unchanged_since
+from stream.decoding import RawRecord
+from stream.faust_runtime import recovery_state, rocksdb_partitions
+from stream.inflight import Inflight
+from stream.metrics import Metrics
+from stream.processor import NETWORK, SUBSCRIBERS, Processor
+from stream.reload import RuleReloader
+from stream.settings import Settings
+from stream.ticks import needs_tick, tick_time
+
+log = logging.getLogger("forewarn.supervisor")
+
+SUBSCRIBER_AGENT = "forewarn-subscribers"
+NETWORK_AGENT = "forewarn-network"
+SUBSCRIBER_TABLE = "forewarn-subscribers"
+NETWORK_TABLE = "forewarn-network"
+MEMBERS_TABLE = "forewarn-cell-members"
+INFLIGHT_WARN_SECONDS = 30.0
+STALL_SECONDS = 20.0  # a partition this quiet with records waiting: Faust lost them
+RECOVERY_STALL_SECONDS = 60.0  # changelog recovery without progress this long: stuck
+
+
+class Supervisor:
+    """Watches one app's agents, tables and consumer; see the module docstring."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        processor: Processor,
+        metrics: Metrics,
+        reloader: RuleReloader,
+        inflight: dict[str, Inflight],
+        tables: dict[str, Any],
+        clocks: dict[str, Any],
+    ) -> None:
+        self.app, self.settings, self.processor = app, settings, processor
+        self.metrics, self.reloader = metrics, reloader
+        self.inflight, self.tables, self.clocks = inflight, tables, clocks
+        self.ready = False  # set once the app has started
+        self.broker_ok = True  # the last reachability probe (observe)
+        self.positions: dict[tuple[str, int], int] = {}  # last offset processed (the agents')
+        self.watching: dict[tuple[str, int], Since] = {}  # position, unchanged since
+        self.recovery: Progress = None  # changelog records remaining, since when
+        self.metrics_queues: set[str] = set()  # queues with open tasks at the last look
+        self.indexed: dict[str, set[int]] = {SUBSCRIBERS: set(), NETWORK: set()}
+        self.rules_lock = asyncio.Lock()
+
+    def crash(self, exc: BaseException) -> None:
+        self.crashing = asyncio.ensure_future(self.app.crash(exc))
+
+    def reload_rules(self) -> None:
+        """SIGHUP: load the rule files again, off the event loop."""
+        self.reloading = asyncio.ensure_future(self.load_rules(self.reloader.reload))
+
+    async def poll_rules(self) -> None:
+        await self.load_rules(self.reloader.poll)
+
+    async def load_rules(self, load: Any) -> None:
+        """Rule files are read and compiled in a thread: a large or hostile
+        file never stops event processing (parsing is bounded too, see
+        `rules.document`). One load at a time; the swap is atomic."""
+        async with self.rules_lock:
+            rules = await asyncio.to_thread(load)
+        if rules is not None:
+            self.processor.rules = rules
+
+    async def unstall(self) -> None:
+        """Seek back partitions that have records waiting but whose position
+        has not moved for `STALL_SECONDS` (see `stream.continuity`). Not
+        while an agent waits on its own sends (outputs slow to be
+        acknowledged): then positions stand still because the worker is
+        busy, not because Faust lost records, and seeking back would only
+        process them twice."""
+        if self.app.rebalancing or any(sending_slowly(i) for i in self.inflight.values()):
+            self.watching = {}  # start the quiet-time count afresh afterwards
+            return
+        now = time.monotonic()
+        consumer = self.app.consumer
+        assigned = {
+            (tp.topic, tp.partition): tp
+            for tp in consumer.assignment()
+            if tp.topic in self.processor.sources  # inputs and internal topics
+        }
+        self.watching = {
+            p: unchanged_since(self.watching.get(p), self.positions.get(p), now) for p in assigned
+        }
+        ends = {}
+        for p, tp in assigned.items():
+            high = consumer.highwater(tp)
+            if high is not None and now - self.watching[p][1] >= STALL_SECONDS:
+                ends[p] = high
+        suspects = stalled(ends, self.positions, {})
+        if not suspects:
+            return
+        committed = await asyncio.to_thread(committed_offsets, self.settings, set(suspects))
+        for (topic, partition), done in committed.items():  # processed by the group
+            self.positions[(topic, partition)] = max(
+                self.positions.get((topic, partition), -1), done - 1
+            )
+        for (topic, partition), offset in stalled(ends, self.positions, committed).items():
+            log.warning(
+                "%s[%d] has records from offset %d that were not delivered; seeking back",
+                topic,
+                partition,
+                offset,
+            )
+            self.metrics.stalls.labels(self.processor.sources.get(topic, "unknown")).inc()
+            self.watching[(topic, partition)] = (None, now)  # give the seek time to deliver
+            await consumer.seek(TP(topic, partition), offset)
+
+    def recovery_stuck(self, now: float) -> bool:
+        """True when changelog recovery has made no progress for
+        `RECOVERY_STALL_SECONDS`. faust-streaming 0.15.3 can leave a changelog
+        partition that moved away and back unfetched ("No event received for
+        active tp ... since recovery start"); only a new consumer recovers it."""
+        running, remaining = recovery_state(self.app)
+        self.recovery, stuck = recovery_progress(
+            self.recovery, running, remaining, now, RECOVERY_STALL_SECONDS
+        )
+        return stuck
+
+    async def tick(self) -> None:
+        """The live trigger (`stream.ticks`): index newly assigned
+        partitions' due work, then send a clock record to each partition
+        whose due work a tick would fire."""
+        if not self.ready or self.app.rebalancing or recovery_state(self.app)[0]:
+            return
+        assignment = self.app.consumer.assignment()
+        spaces = (
+            (SUBSCRIBERS, self.processor.usage, self.tables[SUBSCRIBER_TABLE]),
+            (NETWORK, self.processor.network_quality, self.tables[NETWORK_TABLE]),
+        )
+        wall = time.time()
+        for space, source, table in spaces:
+            owned = {tp.partition for tp in assignment if tp.topic == source}
+            self.index_partitions(space, owned, table)
+            agenda = self.processor.agendas[space]
+            clock_topic = self.clocks[space]
+            for partition in sorted(owned):
+                stream_time = agenda.clock.get(partition)
+                at = tick_time(stream_time, wall, self.settings.clock_live_window_seconds)
+                if needs_tick(agenda.pending(partition), stream_time, at):
+                    assert at is not None
+                    value = json.dumps({"at": datetime.fromtimestamp(at, UTC).isoformat()})
+                    await clock_topic.send(key=b"clock", value=value.encode(), partition=partition)
+
+    def index_partitions(self, space: str, owned: set[int], table: Any) -> None:
+        """Note the due work of partitions this worker just got (one scan of
+        its local state); forget that of partitions it lost."""
+        indexed = self.indexed[space]
+        for partition in sorted(indexed - owned):
+            self.processor.forget(space, partition)
+            indexed.discard(partition)
+        new = owned - indexed
+        if not new:
+            return
+        started = time.perf_counter()
+        n = self.settings.partitions
+        found: dict[int, list[tuple[bytes, bytes]]] = {p: [] for p in new}
+        for key, value in table.data.items():  # one pass; only records with due work
+            if value and b'"due":' in value:
+                partition = partition_of(key, n)
+                if partition in found:
+                    found[partition].append((key, value))
+        for partition in sorted(new):
+            keys = self.processor.index(space, partition, iter(found[partition]))
+            indexed.add(partition)
+            log.info("%s partition %d: %d keys with due work", space, partition, keys)
+        log.info("indexed %s due work in %.2fs", space, time.perf_counter() - started)
+
+    def observe_inflight(self) -> None:
+        """In-flight records and the age of the oldest, whether it waits for
+        its outputs' acks or its state's changelog ack."""
+        for agent, inflight in self.inflight.items():
+            self.metrics.inflight.labels(agent).set(len(inflight))
+            oldest = inflight.oldest()
+            self.metrics.inflight_oldest.labels(agent).set(oldest[0] if oldest else 0)
+            if oldest and oldest[0] > INFLIGHT_WARN_SECONDS:
+                log.warning(
+                    "%s unacknowledged for %.0fs; state writes and commits wait",
+                    _where(oldest[1]),
+                    oldest[0],
+                )
+
+    async def observe(self) -> None:
+        """Consumer lag per partition, in-flight records and local state size;
+        stalled partitions are sought back; a stuck recovery stops the worker
+        so that its supervisor starts a new one."""
+        self.broker_ok = await broker_reachable(self.settings)
+        self.metrics.broker_reachable.set(1 if self.broker_ok else 0)
+        self.observe_inflight()
+        if not self.broker_ok:
+            log.warning("no bootstrap server of the Kafka cluster is reachable; not ready")
+            return  # nothing else to look at without a broker
+        if self.recovery_stuck(time.monotonic()):
+            log.error(
+                "changelog recovery made no progress for %.0fs (%d records remaining);"
+                " stopping so a restarted worker recovers",
+                RECOVERY_STALL_SECONDS,
+                self.recovery[0] if self.recovery else -1,
+            )
+            self.crash(RuntimeError("changelog recovery stuck"))
+            return
+        await self.unstall()
+        consumer = self.app.consumer
+        for tp in consumer.assignment():
+            if tp.topic.endswith("-changelog"):
+                continue
+            try:
+                high = consumer.highwater(tp)
+            except Exception:
+                continue
+            done = self.positions.get((tp.topic, tp.partition))
+            if high is not None and done is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(high - done - 1, 0))
+        for space, agent in ((SUBSCRIBERS, SUBSCRIBER_AGENT), (NETWORK, NETWORK_AGENT)):
+            self.metrics.due_keys.labels(agent).set(len(self.processor.agendas[space].due))
+        counts = [
+            a + b
+            for a, b in zip(
+                self.processor.workload[SUBSCRIBERS].by_queue(),
+                self.processor.workload[NETWORK].by_queue(),
+                strict=True,
+            )
+        ]
+        opened, overdue, held = counts
+        for queue in set(opened) | set(held) | set(self.metrics_queues):
+            self.metrics.tasks_open.labels(queue).set(opened[queue])
+            self.metrics.tasks_overdue.labels(queue).set(overdue[queue])
+            self.metrics.tasks_held.labels(queue).set(held[queue])
+        self.metrics_queues = set(opened) | set(held)
+        windows = self.processor.workload[NETWORK].window_states(time.time())
+        for state in ("planned", "in_force"):
+            self.metrics.maintenance_windows.labels(state).set(windows[state])
+        for name, table in self.tables.items():
+            keys, size = state_size(table)
+            self.metrics.state_keys.labels(name).set(keys)
+            self.metrics.state_bytes.labels(name).set(size)
+
+
+SLOW_SEND_SECONDS = 5.0
+
+
+def sending_slowly(inflight: Inflight) -> bool:
+    """The agent is held up by its own sends: its in-flight queue is full,
+    or its oldest record has waited for acks longer than `SLOW_SEND_SECONDS`."""
+    oldest = inflight.oldest()
+    return len(inflight.queue) >= inflight.limit or (
+        oldest is not None and oldest[0] > SLOW_SEND_SECONDS
+    )
+
+
+def _where(event: Any) -> str:
+    msg = event.message
+    return RawRecord(msg.topic, msg.partition, msg.offset, msg.key, msg.value).where
+
+
+def state_size(table: Any) -> tuple[int, int]:
+    """Estimated (keys, live bytes) across the table's RocksDB partitions."""
+    keys = size = 0
+    for db in rocksdb_partitions(table):
+        try:
+            keys += int(db.property_int_value("rocksdb.estimate-num-keys") or 0)
+            size += int(db.property_int_value("rocksdb.estimate-live-data-size") or 0)
+        except Exception:
+            continue
+    return keys, size
