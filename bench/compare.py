@@ -40,7 +40,7 @@ from bench.harness import (
 )
 from bench.service import drain, say
 from stream.settings import Settings
-from stream.simulate import Population, simulate
+from stream.tools.simulate import Population, simulate
 
 
 def batched(records: Iterable[Record], size: int) -> Iterator[Record]:

@@ -31,11 +31,11 @@ from bench.compare import batched
 from rules.loader import load_rule_set
 from sinks.routing import partition_of
 from stream.decoding import RawRecord
-from stream.feed import encode_value, physical_topic
 from stream.metrics import Metrics
 from stream.processor import Outcome, Processor
 from stream.settings import DEFAULT_RULES_DIR, Settings
-from stream.simulate import Population, simulate
+from stream.tools.feed import encode_value, physical_topic
+from stream.tools.simulate import Population, simulate
 
 SUBSCRIBER_SPACE = frozenset(
     {"usage-events", "billing-events", "customer-profiles", "task-updates"}

@@ -24,7 +24,7 @@ from typing import Any
 from bench.harness import Producer, Worker, delete_topics, free_port, fresh_settings
 from bench.service import say
 from stream.settings import Settings
-from stream.simulate import Population, simulate
+from stream.tools.simulate import Population, simulate
 
 
 def group(settings: Settings, n: int, workdir: Path) -> list[Worker]:

@@ -40,7 +40,7 @@ from bench.harness import (
     wait_until,
 )
 from stream.settings import Settings
-from stream.simulate import Population, simulate
+from stream.tools.simulate import Population, simulate
 
 
 def say(text: str) -> None:

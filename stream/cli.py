@@ -31,7 +31,7 @@ def cmd_topics_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
-    from stream.feed import produce
+    from stream.tools.feed import produce
 
     if args.file == "-":
         sent = produce(settings, sys.stdin, rate=args.rate)
@@ -43,7 +43,7 @@ def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
-    from stream.feed import watch
+    from stream.tools.feed import watch
 
     url = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
     with contextlib.suppress(KeyboardInterrupt):
@@ -52,7 +52,7 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
-    from stream.feed import tail
+    from stream.tools.feed import tail
 
     with contextlib.suppress(KeyboardInterrupt):
         tail(settings, max_seconds=args.seconds)
@@ -65,7 +65,7 @@ def cmd_task_update(settings: Settings, args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from schemas import TaskUpdate
-    from stream.feed import send_task_update
+    from stream.tools.feed import send_task_update
 
     kind, _, target = args.target.partition(":")
     try:
@@ -92,7 +92,7 @@ def cmd_task_update(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_held_list(settings: Settings, args: argparse.Namespace) -> int:
-    from stream.controls import held_tasks
+    from stream.tools.controls import held_tasks
 
     held = held_tasks(settings)
     for t in held:
@@ -105,7 +105,7 @@ def cmd_held_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_held_decide(settings: Settings, args: argparse.Namespace) -> int:
-    from stream.controls import decide
+    from stream.tools.controls import decide
 
     approve = args.held_command == "release"
     sent, missing = decide(settings, args.task_ids, approve, args.by, args.note)
@@ -124,7 +124,7 @@ def cmd_maintenance_add(settings: Settings, args: argparse.Namespace) -> int:
 
     from rules.durations import parse_duration
     from schemas import MaintenanceWindow
-    from stream.controls import send_window
+    from stream.tools.controls import send_window
 
     kind, _, target = args.target.partition(":")
     message = None
@@ -161,7 +161,7 @@ def cmd_maintenance_add(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_maintenance_list(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from stream.controls import windows
+    from stream.tools.controls import windows
 
     now = datetime.now(UTC)
     found = windows(settings)
@@ -176,7 +176,7 @@ def cmd_maintenance_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_maintenance_end(settings: Settings, args: argparse.Namespace) -> int:
-    from stream.controls import end_window
+    from stream.tools.controls import end_window
 
     ended = end_window(settings, args.target_id, args.by)
     if ended is None:
@@ -187,7 +187,7 @@ def cmd_maintenance_end(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_work_simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from stream.feed import simulate_work
+    from stream.tools.feed import simulate_work
 
     with contextlib.suppress(KeyboardInterrupt):
         sent = simulate_work(settings, seed=args.seed, max_seconds=args.seconds)
@@ -295,7 +295,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import timedelta
 
     from rules.durations import parse_duration
-    from stream.simulate import Population, jsonl, simulate
+    from stream.tools.simulate import Population, jsonl, simulate
 
     population = Population(args.subscribers, seed=args.seed)
     span = timedelta(seconds=parse_duration(args.span))
@@ -324,7 +324,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     if prefix:
         records = with_id_prefix(records, prefix)
     if args.produce:
-        from stream.feed import produce
+        from stream.tools.feed import produce
 
         try:
             sent = produce(settings, (jsonl(r) for r in records), rate=args.rate)
@@ -357,9 +357,9 @@ def _load_rules(settings: Settings, paths: list[str] | None) -> Any:
 
 def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     from sinks import JsonlDestination
-    from stream.impact import Summary, table
-    from stream.replay import replay, stderr_if_tty
-    from stream.worksim import WorkSimulator
+    from stream.tools.impact import Summary, table
+    from stream.tools.replay import replay, stderr_if_tty
+    from stream.tools.worksim import WorkSimulator
 
     rules = _load_rules(settings, args.rules)
     if rules is None:
@@ -394,9 +394,9 @@ def cmd_rules_diff(settings: Settings, args: argparse.Namespace) -> int:
     import json
 
     from sinks import ListDestination
-    from stream.impact import Summary, changes, diff_json, diff_table
     from stream.logs import mask
-    from stream.replay import replay
+    from stream.tools.impact import Summary, changes, diff_json, diff_table
+    from stream.tools.replay import replay
 
     before_rules = _load_rules(settings, args.before)
     after_rules = _load_rules(settings, args.after)

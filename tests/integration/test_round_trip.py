@@ -11,8 +11,8 @@ import pytest
 
 from rules.loader import load_rule_set
 from sinks import ListDestination
-from stream.replay import replay
 from stream.settings import Settings
+from stream.tools.replay import replay
 from tests.integration.conftest import WorkerProcess, metric, scrape, wait_for
 from tests.integration.kafka import KafkaProbe
 from tests.integration.scenario import events, profiles

@@ -16,8 +16,8 @@ from kafka import KafkaAdminClient
 
 from rules.loader import load_rule_set
 from sinks import ListDestination
-from stream.replay import replay
 from stream.settings import DEFAULT_RULES_DIR, Settings
+from stream.tools.replay import replay
 from tests.integration.conftest import WorkerProcess, free_port, metric, scrape, wait_for
 from tests.integration.kafka import KafkaProbe
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.feed import simulate_work
 from stream.settings import Settings
+from stream.tools.feed import simulate_work
 from tests.integration.conftest import WorkerProcess, settings_env
 from tests.integration.kafka import KafkaProbe
 

@@ -109,7 +109,7 @@ def test_only_subscriber_ids_are_masked_never_other_values() -> None:
 def test_the_live_view_masks_subscribers_and_shows_deferred_delivery() -> None:
     import json
 
-    from stream.feed import format_output
+    from stream.tools.feed import format_output
 
     notice = {
         "notice_id": "n",

@@ -8,8 +8,8 @@ import json
 
 from rules.loader import load_rule_set
 from sinks import JsonlDestination
-from stream.replay import replay
 from stream.settings import DEFAULT_RULES_DIR
+from stream.tools.replay import replay
 
 RULES = load_rule_set([DEFAULT_RULES_DIR]).rule_set
 LINES = [

@@ -14,9 +14,9 @@ import pytest
 
 from rules.loader import load_rule_set
 from sinks import ListDestination
-from stream.replay import replay
 from stream.settings import DEFAULT_RULES_DIR
-from stream.simulate import Population, jsonl, simulate
+from stream.tools.replay import replay
+from stream.tools.simulate import Population, jsonl, simulate
 
 
 def test_the_same_arguments_give_the_same_records() -> None:
@@ -91,7 +91,7 @@ def test_a_million_subscribers_cost_nothing_until_they_appear() -> None:
 def test_the_live_view_counts_outputs_per_rule_and_tier() -> None:
     from collections import deque
 
-    from stream.feed import render, summary_key
+    from stream.tools.feed import render, summary_key
 
     notice = json.dumps({"notice_id": "n", "rule_id": "data-usage", "tier": "90pct"}).encode()
     task = json.dumps({"task_id": "t", "rule_id": "cell-degradation", "tier": "red"}).encode()
@@ -148,7 +148,7 @@ def test_roaming_is_spent_by_the_few_who_travel_at_realistic_daily_amounts() -> 
     from collections import defaultdict
     from datetime import timedelta
 
-    from stream.simulate import Population, simulate
+    from stream.tools.simulate import Population, simulate
 
     daily: dict[tuple[str, str], float] = defaultdict(float)
     for topic, key, value in simulate(

@@ -25,8 +25,8 @@ from schemas import (
     TaskUpdate,
 )
 from stream.connection import kafka_python_config
-from stream.feed import send_task_update
 from stream.settings import Settings
+from stream.tools.feed import send_task_update
 
 
 def read_topic(

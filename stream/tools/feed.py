@@ -22,7 +22,7 @@ from schemas import InterventionTask, TaskUpdate
 from stream.connection import kafka_python_config
 from stream.logs import mask
 from stream.settings import Settings, TopicNames
-from stream.worksim import WorkSimulator
+from stream.tools.worksim import WorkSimulator
 
 
 def physical_topic(settings: Settings, logical: str) -> str:
@@ -99,7 +99,7 @@ def simulate_work(
     from_start: bool = False,
 ) -> int:
     """Simulated work systems on the live topics (`make run`): answer the
-    tasks Forewarn opens with `stream.worksim`'s scripts, each report sent
+    tasks Forewarn opens with `stream.tools.worksim`'s scripts, each report sent
     once the stream's time (the latest event time of an output seen) has
     reached it. Returns the number of reports sent."""
     work = WorkSimulator(seed)

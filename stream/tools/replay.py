@@ -12,7 +12,7 @@ worker's count by default), the latest event time; promises and held
 notices fall due as it passes them (`rules.session`). Records on
 `task-updates` are work systems' reports; `--simulate-work` adds those of
 simulated work systems answering the tasks this replay opens
-(`stream.worksim`).
+(`stream.tools.worksim`).
 """
 
 from __future__ import annotations
@@ -52,10 +52,10 @@ from stream.decoding import (
     describe_validation_error,
     events_of,
 )
-from stream.feed import encode_value
-from stream.impact import Summary, write_suppressions
 from stream.processor import event_key
-from stream.worksim import WorkSimulator
+from stream.tools.feed import encode_value
+from stream.tools.impact import Summary, write_suppressions
+from stream.tools.worksim import WorkSimulator
 
 INPUT_MODELS: dict[str, type[BaseModel]] = {
     "usage-events": UsageEvent,
@@ -93,7 +93,7 @@ def replay(
     suppressions: TextIO | None = None,
 ) -> ReplayStats:
     """Replay `lines`; `summary` counts outputs and suppressions per rule
-    and tier (`stream.impact`), `suppressions` gets one JSON line per
+    and tier (`stream.tools.impact`), `suppressions` gets one JSON line per
     detection or notice not sent, with why, whom and when."""
     session = Session(
         rules,
