@@ -7,7 +7,7 @@ ignore unknown fields so producers can add fields without breaking us; outputs
 This package imports nothing else of Forewarn's.
 """
 
-from schemas.deadletter import DeadLetter, PayloadEncoding
+from schemas.deadletter import DeadLetter, DeadLetterReason, PayloadEncoding
 from schemas.events import (
     BillingEvent,
     ChargeType,
@@ -60,6 +60,7 @@ __all__ = [
     "CustomerNotice",
     "CustomerProfile",
     "DeadLetter",
+    "DeadLetterReason",
     "FeedbackStatus",
     "InputEvent",
     "InterventionTask",

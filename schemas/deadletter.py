@@ -19,6 +19,24 @@ class PayloadEncoding(StrEnum):
     BASE64 = "base64"
 
 
+class DeadLetterReason(StrEnum):
+    """Why a record became a dead letter (`error_type`); declared once, used
+    by the worker, `forewarn replay` and the metrics' labels."""
+
+    INVALID_JSON = "invalid_json"
+    EMPTY_VALUE = "empty_value"
+    VALIDATION_ERROR = "validation_error"
+    KEY_MISMATCH = "key_mismatch"
+    MISSING_KEY = "missing_key"
+    PROCESSING_ERROR = "processing_error"
+    RULE_ERROR = "rule_error"
+    UNKNOWN_TASK = "unknown_task"
+    IMPLAUSIBLE_TIME = "implausible_time"
+    OUTPUT_TOO_LARGE = "output_too_large"
+    UNKNOWN_TOPIC = "unknown_topic"  # `forewarn replay`: a line for no input topic
+    INVALID_LINE = "invalid_line"  # `forewarn replay`: not a {topic, key, value} line
+
+
 class DeadLetter(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -30,7 +48,7 @@ class DeadLetter(BaseModel):
     payload_encoding: PayloadEncoding
     payload_size: int
     payload_truncated: bool
-    error_type: str
+    error_type: DeadLetterReason
     error_message: str
     rule_id: str | None = None
     received_at: AwareDatetime
@@ -45,7 +63,7 @@ class DeadLetter(BaseModel):
         offset: int | None,
         key: bytes | str | None,
         payload: bytes | None,
-        error_type: str,
+        error_type: DeadLetterReason,
         error_message: str,
         received_at: AwareDatetime,
         rule_id: str | None = None,

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from schemas import DeadLetter
+from schemas import DeadLetter, DeadLetterReason
 from stream.logs import mask
 
 M = TypeVar("M", bound=BaseModel)
@@ -59,7 +59,7 @@ def describe_validation_error(exc: ValidationError) -> str:
 
 def dead_letter(
     record: RawRecord,
-    error_type: str,
+    error_type: DeadLetterReason,
     message: str,
     received_at: datetime,
     rule_id: str | None = None,
@@ -85,19 +85,23 @@ def decode(record: RawRecord, model: type[M], received_at: datetime) -> M | Dead
     return item
 
 
-Problem = tuple[str, str]  # (kind, message): why one item was refused
+Problem = tuple[DeadLetterReason, str]  # (kind, message): why one item was refused
 
 
 def validate(value: bytes | None, model: type[M]) -> M | Problem:
     if value is None:
-        return ("empty_value", "record has no value")
+        return (DeadLetterReason.EMPTY_VALUE, "record has no value")
     try:
         return model.model_validate_json(value)
     except ValidationError as exc:
-        kind = "invalid_json" if _is_json_error(exc) else "validation_error"
+        kind = (
+            DeadLetterReason.INVALID_JSON
+            if _is_json_error(exc)
+            else DeadLetterReason.VALIDATION_ERROR
+        )
         return (kind, describe_validation_error(exc))
     except (UnicodeDecodeError, ValueError) as exc:  # pragma: no cover - pydantic wraps these
-        return ("invalid_json", str(exc))
+        return (DeadLetterReason.INVALID_JSON, str(exc))
 
 
 def decode_many(record: RawRecord, model: type[M]) -> list[M | Problem]:
@@ -111,9 +115,9 @@ def decode_many(record: RawRecord, model: type[M]) -> list[M | Problem]:
     try:
         items = json.loads(record.value)
     except ValueError as exc:
-        return [("invalid_json", str(exc))]
+        return [(DeadLetterReason.INVALID_JSON, str(exc))]
     if not isinstance(items, list):  # pragma: no cover - starts with '['
-        return [("invalid_json", "not a JSON array")]
+        return [(DeadLetterReason.INVALID_JSON, "not a JSON array")]
     return [validate(json.dumps(item).encode(), model) for item in items]
 
 
@@ -123,9 +127,9 @@ class Problems:
 
     raw: RawRecord
     batch: bool = False  # the record is a JSON array: say which items failed
-    items: list[tuple[int, str, str]] = field(default_factory=list)  # index, kind, message
+    items: list[tuple[int, DeadLetterReason, str]] = field(default_factory=list)
 
-    def add(self, index: int, kind: str, message: str) -> None:
+    def add(self, index: int, kind: DeadLetterReason, message: str) -> None:
         self.items.append((index, kind, message))
 
     def dead_letter(self, received_at: datetime, total: int) -> DeadLetter | None:
@@ -135,7 +139,7 @@ class Problems:
             index, kind, message = self.items[0]
             at = replace(self.raw, index=index) if self.batch else self.raw
             return dead_letter(at, kind, message, received_at)
-        kinds: dict[str, list[tuple[int, str]]] = {}
+        kinds: dict[DeadLetterReason, list[tuple[int, str]]] = {}
         for index, kind, message in self.items:
             kinds.setdefault(kind, []).append((index, message))
         main = max(kinds, key=lambda k: len(kinds[k]))
@@ -177,7 +181,7 @@ def events_of(
         if raw.key is None or raw.key.decode("utf-8", "replace") != key:
             problems.add(
                 i,
-                "key_mismatch",
+                DeadLetterReason.KEY_MISMATCH,
                 f"record key must be the event's {field_name} ({mask(key)});"
                 " state is partitioned by it",
             )

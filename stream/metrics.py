@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Iterable, Iterator
+from enum import StrEnum
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from rules.tasks import FeedbackReason, Transition
-from schemas import FeedbackStatus
+from schemas import DeadLetterReason, FeedbackStatus
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 PROCESSING_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1)
@@ -26,22 +27,42 @@ PROCESSING_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025
 # Label values known in advance are exported at 0 from the start, so that
 # dashboards and alerts see a series (and `rate()` a first sample) before the
 # first occurrence.
-INPUT_SOURCES = ("usage", "billing", "network_quality", "profiles", "task_updates")
-DEAD_LETTER_REASONS = (
-    "invalid_json",
-    "empty_value",
-    "validation_error",
-    "key_mismatch",
-    "missing_key",
-    "processing_error",
-    "rule_error",
-    "unknown_task",
-    "implausible_time",
-    "output_too_large",
+class InputSource(StrEnum):
+    """What a consumed record is, by the topic it came from: the `source`
+    label of the per-source metrics; declared once, mapped from topics by
+    the processor."""
+
+    USAGE = "usage"
+    BILLING = "billing"
+    NETWORK_QUALITY = "network_quality"
+    PROFILES = "profiles"
+    TASK_UPDATES = "task_updates"
+    MAINTENANCE_WINDOWS = "maintenance_windows"
+    NOTICE_INTENTS = "notice_intents"  # the internal topics from here on
+    CELL_MEMBERSHIP = "cell_membership"
+    TASK_UPDATES_NETWORK = "task_updates_network"
+    AREA_SAMPLES = "area_samples"
+    NETWORK_MARKS = "network_marks"
+    SUBSCRIBER_MARKS = "subscriber_marks"
+    CLOCK = "clock"
+
+
+INPUT_SOURCES = tuple(
+    s.value for s in list(InputSource)[: list(InputSource).index(InputSource.NOTICE_INTENTS)]
+)
+# the worker's: a replay's own reasons (a bad line, an unknown topic) are not its
+DEAD_LETTER_REASONS = tuple(
+    r.value
+    for r in DeadLetterReason
+    if r not in (DeadLetterReason.UNKNOWN_TOPIC, DeadLetterReason.INVALID_LINE)
 )
 TRANSITIONS = tuple(t.value for t in Transition)
 FEEDBACK_STATUSES = tuple(s.value for s in FeedbackStatus)
-FEEDBACK_RESULTS = ("applied", *(r.value for r in FeedbackReason), "key_mismatch")
+FEEDBACK_RESULTS = (
+    "applied",
+    *(r.value for r in FeedbackReason),
+    DeadLetterReason.KEY_MISMATCH.value,
+)
 QUEUES = ("network-ops", "field-repair", "billing-risk", "fraud", "customer-care", "retention")
 ESCALATION_BUCKETS = (1, 5, 10, 15, 30, 45, 60, 120, 300, 900, 3600)
 
@@ -283,7 +304,7 @@ class Metrics:
             self.gaps.labels(source)
             self.stalls.labels(source)
             for reason in DEAD_LETTER_REASONS:
-                if reason != "rule_error":
+                if reason != DeadLetterReason.RULE_ERROR:
                     self.invalid.labels(source, reason)
         for reason in DEAD_LETTER_REASONS:
             self.dead_letters.labels(reason)

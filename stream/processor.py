@@ -68,6 +68,7 @@ from schemas import (
     CustomerNotice,
     CustomerProfile,
     DeadLetter,
+    DeadLetterReason,
     InterventionTask,
     MaintenanceWindow,
     NetworkQualityEvent,
@@ -81,7 +82,7 @@ from sinks import MAX_RECORD_BYTES, OutputRecord, encode, fits
 from sinks.routing import intent_records, partition_of
 from stream.decoding import Problems, RawRecord, dead_letter, decode, decode_many, events_of
 from stream.logs import mask
-from stream.metrics import Metrics
+from stream.metrics import InputSource, Metrics
 from stream.settings import Settings
 from stream.workload import Workload
 
@@ -190,20 +191,20 @@ class Processor:
             NETWORK: settings.internal_topic("clock-network"),
         }
         self.sources = {
-            self.usage: "usage",
-            self.billing: "billing",
-            self.profiles: "profiles",
-            self.network_quality: "network_quality",
-            self.task_updates: "task_updates",
-            self.intents: "notice_intents",
-            self.membership: "cell_membership",
-            self.network_updates: "task_updates_network",
-            self.windows: "maintenance_windows",
-            self.area_samples: "area_samples",
-            self.marks: "network_marks",
-            self.subscriber_marks: "subscriber_marks",
-            self.clocks[SUBSCRIBERS]: "clock",
-            self.clocks[NETWORK]: "clock",
+            self.usage: InputSource.USAGE,
+            self.billing: InputSource.BILLING,
+            self.profiles: InputSource.PROFILES,
+            self.network_quality: InputSource.NETWORK_QUALITY,
+            self.task_updates: InputSource.TASK_UPDATES,
+            self.intents: InputSource.NOTICE_INTENTS,
+            self.membership: InputSource.CELL_MEMBERSHIP,
+            self.network_updates: InputSource.TASK_UPDATES_NETWORK,
+            self.windows: InputSource.MAINTENANCE_WINDOWS,
+            self.area_samples: InputSource.AREA_SAMPLES,
+            self.marks: InputSource.NETWORK_MARKS,
+            self.subscriber_marks: InputSource.SUBSCRIBER_MARKS,
+            self.clocks[SUBSCRIBERS]: InputSource.CLOCK,
+            self.clocks[NETWORK]: InputSource.CLOCK,
         }
         # the per-record metrics' children, looked up once (a labels() call costs ~2 µs)
         self.consumed = {topic: metrics.events.labels(src) for topic, src in self.sources.items()}
@@ -257,7 +258,9 @@ class Processor:
             return work(now)
         except Exception as exc:  # the error boundary: one bad record must not stop the stream
             log.exception("processing failed at %s", raw.where)
-            return self._dead(raw, "processing_error", f"{type(exc).__name__}: {exc}", now)
+            return self._dead(
+                raw, DeadLetterReason.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}", now
+            )
 
     def _subscriber(
         self, raw: RawRecord, current: bytes | None, lookup: Lookup, now: datetime
@@ -328,7 +331,7 @@ class Processor:
             agenda = self.agendas[work.space]
             implausible = agenda.implausible(partition, t, now.timestamp(), self.bounds)
             if implausible is not None:  # moves no clock and no state
-                problems.add(at.index or 0, "implausible_time", implausible)
+                problems.add(at.index or 0, DeadLetterReason.IMPLAUSIBLE_TIME, implausible)
                 continue
             self._fire_due(work, t, now, outcome)
             assert raw.key is not None
@@ -397,7 +400,7 @@ class Processor:
             if at.tzinfo is None:
                 raise ValueError("'at' needs a UTC offset")
         except (ValueError, KeyError, TypeError) as exc:
-            return self._dead(raw, "invalid_json", f"not a clock record: {exc}", now)
+            return self._dead(raw, DeadLetterReason.INVALID_JSON, f"not a clock record: {exc}", now)
         outcome = Outcome()
         self._fire_due(work, at.timestamp(), now, outcome)
         return work.finish(outcome)
@@ -412,10 +415,10 @@ class Processor:
         update, key = decoded, decoded.target.id
         status = update.status.value
         if raw.key is None or raw.key.decode("utf-8", "replace") != key:
-            self.metrics.feedback.labels(status, "key_mismatch").inc()
+            self.metrics.feedback.labels(status, DeadLetterReason.KEY_MISMATCH).inc()
             return self._dead(
                 raw,
-                "key_mismatch",
+                DeadLetterReason.KEY_MISMATCH,
                 f"task updates are keyed by the task's target id ({mask(key)});"
                 " state is partitioned by it",
                 now,
@@ -437,7 +440,10 @@ class Processor:
         self.metrics.feedback.labels(status, result).inc()
         if effects.rejected is FeedbackReason.UNKNOWN_TASK:
             return self._dead(
-                raw, "unknown_task", f"no open or recent task {update.task_id} on this key", now
+                raw,
+                DeadLetterReason.UNKNOWN_TASK,
+                f"no open or recent task {update.task_id} on this key",
+                now,
             )
         if effects.rejected is not None:
             return Outcome()  # redelivered, late, or the same status again
@@ -450,7 +456,9 @@ class Processor:
         """Planned work on the record's key (a cell, line or area); a
         tombstone withdraws it. Its notices fall due on the clock."""
         if raw.key is None:
-            return self._dead(raw, "missing_key", "maintenance windows are keyed by target id", now)
+            return self._dead(
+                raw, DeadLetterReason.MISSING_KEY, "maintenance windows are keyed by target id", now
+            )
         key = raw.key.decode("utf-8", "replace")
         window: MaintenanceWindow | None = None
         if raw.value is not None:
@@ -460,7 +468,10 @@ class Processor:
             assert isinstance(decoded, MaintenanceWindow)
             if decoded.target.id != key:
                 return self._dead(
-                    raw, "key_mismatch", "a maintenance window is keyed by its target id", now
+                    raw,
+                    DeadLetterReason.KEY_MISMATCH,
+                    "a maintenance window is keyed by its target id",
+                    now,
                 )
             window = decoded
         at = window.planned_at if window is not None else now
@@ -546,18 +557,25 @@ class Processor:
         state lives in another partition than the record's."""
         sid = intent.subscriber_id.encode() if intent.subscriber_id else raw.key
         if sid is None:
-            return self._dead(raw, "missing_key", "notice intents name their subscriber", now)
+            return self._dead(
+                raw, DeadLetterReason.MISSING_KEY, "notice intents name their subscriber", now
+            )
         home = partition_of(sid, self.partitions)
         if raw.partition is not None and home != raw.partition:
             who = mask(sid.decode("utf-8", "replace"))
             return self._dead(
-                raw, "key_mismatch", f"intent for subscriber {who} belongs to partition {home}", now
+                raw,
+                DeadLetterReason.KEY_MISMATCH,
+                f"intent for subscriber {who} belongs to partition {home}",
+                now,
             )
         return sid
 
     def _profile(self, raw: RawRecord, current: bytes | None, now: datetime) -> Outcome:
         if raw.key is None:
-            return self._dead(raw, "missing_key", "profiles are keyed by subscriber_id", now)
+            return self._dead(
+                raw, DeadLetterReason.MISSING_KEY, "profiles are keyed by subscriber_id", now
+            )
         subscriber = raw.key.decode("utf-8", "replace")
         profile: CustomerProfile | None = None
         if raw.value is not None:  # None is a tombstone: forget the profile
@@ -567,7 +585,10 @@ class Processor:
             assert isinstance(decoded, CustomerProfile)
             if decoded.subscriber_id != subscriber:
                 return self._dead(
-                    raw, "key_mismatch", "profile key must equal its subscriber_id", now
+                    raw,
+                    DeadLetterReason.KEY_MISMATCH,
+                    "profile key must equal its subscriber_id",
+                    now,
                 )
             profile = decoded
         record, effects = apply_profile(decode_record(current), subscriber, profile)
@@ -601,7 +622,9 @@ class Processor:
                 )
                 log.error("rule %s at %s: %s", output.rule_id, raw.where, message)
                 outcome.outputs.extend(
-                    self._dead(raw, "output_too_large", message, now, output.rule_id).outputs
+                    self._dead(
+                        raw, DeadLetterReason.OUTPUT_TOO_LARGE, message, now, output.rule_id
+                    ).outputs
                 )
                 continue
             outcome.outputs.append(record)
@@ -639,7 +662,9 @@ class Processor:
         for rule_id, message in effects.failures:
             m.rule_failures.labels(rule_id).inc()
             log.error("rule %s failed at %s: %s", rule_id, raw.where, message)
-            outcome.outputs.extend(self._dead(raw, "rule_error", message, now, rule_id).outputs)
+            outcome.outputs.extend(
+                self._dead(raw, DeadLetterReason.RULE_ERROR, message, now, rule_id).outputs
+            )
         return outcome
 
     @staticmethod
@@ -677,12 +702,17 @@ class Processor:
             return Outcome(outputs=[encode(decoded)])
         return decoded
 
-    def _count_invalid(self, raw: RawRecord, error_type: str) -> None:
+    def _count_invalid(self, raw: RawRecord, error_type: DeadLetterReason) -> None:
         self.metrics.invalid.labels(self.sources.get(raw.topic, "unknown"), error_type).inc()
         self.metrics.dead_letters.labels(error_type).inc()
 
     def _dead(
-        self, raw: RawRecord, kind: str, message: str, now: datetime, rule_id: str | None = None
+        self,
+        raw: RawRecord,
+        kind: DeadLetterReason,
+        message: str,
+        now: datetime,
+        rule_id: str | None = None,
     ) -> Outcome:
         if rule_id is None:
             self.metrics.invalid.labels(self.sources.get(raw.topic, "unknown"), kind).inc()

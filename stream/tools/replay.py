@@ -36,6 +36,7 @@ from schemas import (
     CustomerNotice,
     CustomerProfile,
     DeadLetter,
+    DeadLetterReason,
     InterventionTask,
     MaintenanceWindow,
     NetworkQualityEvent,
@@ -161,7 +162,12 @@ class _Run:
             topic, key, value = item["topic"], item.get("key"), item.get("value")
         except (ValueError, KeyError, TypeError) as exc:
             return [
-                _dead(where, "invalid_line", f"not a {{topic, key, value}} object: {exc}", received)
+                _dead(
+                    where,
+                    DeadLetterReason.INVALID_LINE,
+                    f"not a {{topic, key, value}} object: {exc}",
+                    received,
+                )
             ]
         raw = RawRecord(
             topic,
@@ -178,7 +184,11 @@ class _Run:
             return self.window(raw, received)
         model = INPUT_MODELS.get(topic)
         if model is None:
-            return [_dead(raw, "unknown_topic", f"unknown input topic {topic!r}", received)]
+            return [
+                _dead(
+                    raw, DeadLetterReason.UNKNOWN_TOPIC, f"unknown input topic {topic!r}", received
+                )
+            ]
         outputs: list[Output] = []
         # the worker's intake: decoding, validation and the key check
         good, problems = events_of(raw, model, event_key)
@@ -190,7 +200,7 @@ class _Run:
                     outputs.extend(self.apply_update(update, raw, received))
             step = self.session.process(event)
             if step.implausible is not None:
-                problems.add(at.index or 0, "implausible_time", step.implausible)
+                problems.add(at.index or 0, DeadLetterReason.IMPLAUSIBLE_TIME, step.implausible)
                 continue
             outputs.extend(self.step(step, raw, received))
         letter = problems.dead_letter(received, total)
@@ -207,7 +217,7 @@ class _Run:
             return [
                 _dead(
                     raw,
-                    "key_mismatch",
+                    DeadLetterReason.KEY_MISMATCH,
                     "task updates are keyed by the task's target id; state is partitioned by it",
                     received,
                 )
@@ -219,7 +229,12 @@ class _Run:
         null value withdraws the target's window."""
         if raw.key is None:
             return [
-                _dead(raw, "missing_key", "maintenance windows are keyed by target id", received)
+                _dead(
+                    raw,
+                    DeadLetterReason.MISSING_KEY,
+                    "maintenance windows are keyed by target id",
+                    received,
+                )
             ]
         window = None
         if raw.value is not None:
@@ -231,7 +246,7 @@ class _Run:
                 return [
                     _dead(
                         raw,
-                        "key_mismatch",
+                        DeadLetterReason.KEY_MISMATCH,
                         "a maintenance window is keyed by its target id",
                         received,
                     )
@@ -246,7 +261,7 @@ class _Run:
             return [
                 _dead(
                     raw,
-                    "unknown_task",
+                    DeadLetterReason.UNKNOWN_TASK,
                     f"no task {update.task_id} is known for {update.target.type.value} "
                     f"{update.target.id}",
                     received,
@@ -263,7 +278,7 @@ class _Run:
             write_suppressions(self.suppressions, step)
         outputs: list[Output] = list(step.outputs)
         outputs.extend(
-            _dead(raw, "rule_error", message, received, rule_id)
+            _dead(raw, DeadLetterReason.RULE_ERROR, message, received, rule_id)
             for rule_id, message in step.failures
         )
         return outputs
@@ -274,7 +289,12 @@ def _profile(
 ) -> list[Output]:
     if not isinstance(key, str):
         return [
-            _dead(raw, "missing_key", "profile records need the subscriber id as key", received)
+            _dead(
+                raw,
+                DeadLetterReason.MISSING_KEY,
+                "profile records need the subscriber id as key",
+                received,
+            )
         ]
     if value is None:
         session.put_profile(key, None)
@@ -282,13 +302,19 @@ def _profile(
     try:
         profile = CustomerProfile.model_validate_json(json.dumps(value))
     except ValidationError as exc:
-        return [_dead(raw, "validation_error", describe_validation_error(exc), received)]
+        return [
+            _dead(raw, DeadLetterReason.VALIDATION_ERROR, describe_validation_error(exc), received)
+        ]
     session.put_profile(key, profile)
     return []
 
 
 def _dead(
-    raw: RawRecord, kind: str, message: str, received: datetime, rule_id: str | None = None
+    raw: RawRecord,
+    kind: DeadLetterReason,
+    message: str,
+    received: datetime,
+    rule_id: str | None = None,
 ) -> DeadLetter:
     return dead_letter(raw, kind, message, received, rule_id)
 
