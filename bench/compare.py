@@ -71,6 +71,23 @@ def run_limit(settings: Settings, events: int) -> dict[str, float]:
     return result
 
 
+def peer_result(proc: subprocess.Popen[bytes], done: Path, name: str) -> dict[str, float]:
+    """Wait for a peer's result file (it writes one when it has read
+    everything), then stop the peer."""
+    try:
+        deadline = time.monotonic() + 1800
+        while not done.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{name} stopped before it read everything")
+            time.sleep(0.2)
+        time.sleep(0.2)
+        result: dict[str, float] = json.loads(done.read_text())
+        return result
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
 def run_faust(settings: Settings, events: int, workdir: Path, table: bool) -> dict[str, float]:
     name = f"{settings.app_id}-faust-peer{'-table' if table else ''}"
     done = workdir / f"{name}.json"
@@ -90,18 +107,7 @@ def run_faust(settings: Settings, events: int, workdir: Path, table: bool) -> di
         stdout=subprocess.DEVNULL,
         stderr=(workdir / f"{name}.log").open("wb"),
     )
-    try:
-        deadline = time.monotonic() + 1800
-        while not done.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the Faust peer stopped before it read everything")
-            time.sleep(0.2)
-        time.sleep(0.2)
-        result: dict[str, float] = json.loads(done.read_text())
-        return result
-    finally:
-        proc.terminate()
-        proc.wait(60)
+    return peer_result(proc, done, "the Faust peer")
 
 
 QUIX_PYTHON = ROOT / "var" / "bench" / "quix-venv" / "bin" / "python"
@@ -132,18 +138,7 @@ def run_quix(settings: Settings, events: int, workdir: Path) -> dict[str, float]
         stdout=subprocess.DEVNULL,
         stderr=(workdir / f"{group}.log").open("wb"),
     )
-    try:
-        deadline = time.monotonic() + 1800
-        while not done.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the Quix peer stopped before it read everything")
-            time.sleep(0.2)
-        time.sleep(0.2)
-        result: dict[str, float] = json.loads(done.read_text())
-        return result
-    finally:
-        proc.terminate()
-        proc.wait(60)
+    return peer_result(proc, done, "the Quix peer")
 
 
 def run_mode(population: Population, events: int, batch: int, workdir: Path) -> dict[str, Any]:
