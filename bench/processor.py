@@ -37,10 +37,6 @@ from stream.settings import DEFAULT_RULES_DIR, Settings
 from stream.tools.feed import encode_value, physical_topic
 from stream.tools.simulate import Population, simulate
 
-SUBSCRIBER_SPACE = frozenset(
-    {"usage-events", "billing-events", "customer-profiles", "task-updates"}
-)
-
 
 class Bench:
     def __init__(self, settings: Settings) -> None:
@@ -54,6 +50,11 @@ class Bench:
             "members": {},
         }
         self.offsets: dict[str, int] = {}
+        p = self.processor
+        self.subscriber_topics = {
+            p.usage, p.billing, p.profiles, p.task_updates, p.intents, p.clocks["subscribers"],
+            p.subscriber_marks,
+        }  # fmt: skip
         self.seconds = 0.0
         self.events = 0
 
@@ -77,11 +78,7 @@ class Bench:
     def one(self, raw: RawRecord) -> Outcome:
         p = self.processor
         part = raw.partition or 0
-        subscriber_topics = {
-            p.usage, p.billing, p.profiles, p.task_updates, p.intents, p.clocks["subscribers"],
-            p.subscriber_marks,
-        }  # fmt: skip
-        if raw.topic in subscriber_topics:
+        if raw.topic in self.subscriber_topics:
             table = self.tables["subscribers"]
             out = p.subscriber(
                 raw, table.get((part, raw.key or b"")), lambda k: table.get((part, k))

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from rules.diagnostics import RuleDiagnostic
 from rules.document import MAX_BYTES, Document, Mark, parse_document
+from rules.maintenance import PLANNED_WORK
 from rules.model import RuleFile, RuleSpec
 from rules.ruleset import Rule, RuleSet, compile_rule
 
@@ -86,7 +87,7 @@ def load_rule_set(paths: Sequence[Path]) -> LoadResult:
     return LoadResult(rule_set, sorted(diagnostics, key=_order), [str(f) for f in files])
 
 
-RESERVED_IDS = frozenset({"planned-work"})  # notices about maintenance windows (rules.maintenance)
+RESERVED_IDS = frozenset({PLANNED_WORK})  # the built-in notices of maintenance windows
 
 
 def _cross_rule_problems(

@@ -22,7 +22,7 @@ How the notices count (docs/rules.md, "Planned maintenance"):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -103,11 +103,11 @@ def next_step(record: dict[str, Any]) -> float | None:
 
 
 def steps(
-    record: dict[str, Any], now: float, audience: Iterable[str]
+    record: dict[str, Any], now: float, audience: Callable[[], Iterable[str]]
 ) -> tuple[dict[str, Any], list[NoticeIntent]]:
-    """What falls due by `now`: the announcement to `audience` (the
-    subscribers of the target), then, at the end, "work finished" to those
-    told. A finished window leaves the record."""
+    """What falls due by `now`: the announcement to `audience()` (the
+    subscribers of the target, looked up only then), then, at the end,
+    "work finished" to those told. A finished window leaves the record."""
     m = record.get("maint")
     if not m or (next_step(record) or now + 1) > now:
         return record, []
@@ -117,7 +117,7 @@ def steps(
     if "announced" not in m["did"]:
         m["did"].append("announced")
         if m["announce"] < m["end"]:
-            who = sorted(set(audience))
+            who = sorted(set(audience()))
             m["told"] = who
             intents += [_intent(m, det, s, NoticePart.OPENING) for s in who]
     if m["end"] <= now:

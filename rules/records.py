@@ -637,7 +637,6 @@ def apply_window(
     key: str,
     window: MaintenanceWindow | None,
     at: datetime,
-    members: Callable[[], tuple[str, ...]] = no_members,
 ) -> tuple[Record, Effects]:
     """Planned work on a cell, a line or an area (None: withdrawn). An
     area's lines are covered by it (or no more) through marks; the notices
@@ -669,6 +668,6 @@ def _planned_work(
             return [s for s in record.get("lines", {}).values() if s]
         return [record["who"]] if record.get("who") else []
 
-    new, intents = maintenance.steps(record, now.timestamp(), audience())
+    new, intents = maintenance.steps(record, now.timestamp(), audience)
     effects.intents.extend(intents)
     return new

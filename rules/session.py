@@ -187,9 +187,7 @@ class Session:
         notices fall due on the clock."""
         step = Step()
         at = window.planned_at if window is not None else self.at
-        record, effects = apply_window(
-            self.network.get(key), key, window, at or _EPOCH, self._members(key)
-        )
+        record, effects = apply_window(self.network.get(key), key, window, at or _EPOCH)
         self._put(NETWORK, key, record)
         self._take(effects, step)
         self._advance(NETWORK, self.partition_of(key), None, step)

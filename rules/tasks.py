@@ -214,7 +214,7 @@ def open_task(
         tasks[tid]["lines"] = list(opening.lines)
         tasks[tid]["subs"] = list(opening.subscribers)
     if held:
-        _hold(tasks[tid], due)
+        _hold(tasks[tid], opening.tier.due_in_s)
         _emit(tid, tasks[tid], book, TaskChange.HELD, opening.at, created_at, out, note=_HELD)
         out.transitions.append((opening.rule_id, Transition.HELD))
         return tid
@@ -231,12 +231,11 @@ def _over_budget(book: Book, guard: GuardSpec | None, name: str, at: datetime) -
     return guard is not None and budget is not None and not budget.take(name, guard, _epoch(at))
 
 
-def _hold(entry: dict[str, Any], due: float | None) -> None:
-    """A task past its budget: no promise runs until it is released."""
+def _hold(entry: dict[str, Any], due_in: float | None) -> None:
+    """A task past its budget: no promise runs until it is released, and
+    then it runs for `due_in` from the release."""
     entry["status"] = TaskStatus.HELD.value
-    entry["due_in"] = (
-        None if due is None else due - datetime.fromisoformat(entry["opened"]).timestamp()
-    )
+    entry["due_in"] = due_in
     entry["due"] = None
 
 
@@ -326,14 +325,14 @@ def feedback(
             FeedbackReason.TASK_CLOSED if tid in book.closed else FeedbackReason.UNKNOWN_TASK
         )
         return
-    if entry["status"] == TaskStatus.HELD.value:
+    dropped = entry["status"] == TaskStatus.HELD.value  # the customer never heard of it
+    if dropped:
         if update.status is FeedbackStatus.APPROVED:
             _release(book, tid, dict(entry), update, created_at, out)
             return
         if update.status is not FeedbackStatus.CANCELLED:
             out.rejected = FeedbackReason.HELD
             return
-        entry = {**entry, "waiting": []}  # dropped: the customer never heard of it
     elif update.status is FeedbackStatus.APPROVED:
         out.rejected = FeedbackReason.NO_CHANGE  # only held work is approved
         return
@@ -351,9 +350,8 @@ def feedback(
     }.get(update.status)
     spec = _task_spec(rules, entry)
     outcomes = spec.outcomes if isinstance(spec, TaskSpec) else None
-    told = "waiting" not in entry  # held work dropped: no outcome to tell
     if (
-        told
+        not dropped  # held work dropped: no outcome to tell
         and part is not None
         and outcomes is not None
         and getattr(outcomes, part.value) is not None
@@ -468,7 +466,7 @@ def _follow_up(
         "cleared": False,
     }
     if held:
-        _hold(tasks[tid], due)
+        _hold(tasks[tid], parse_duration(spec.due_in))
         _emit(tid, tasks[tid], book, TaskChange.HELD, at, created_at, out, note=_HELD)
         out.transitions.append((entry["rule"], Transition.HELD))
         return

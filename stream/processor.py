@@ -475,7 +475,7 @@ class Processor:
                 )
             window = decoded
         at = window.planned_at if window is not None else now
-        record, effects = apply_window(work.get(raw.key), key, window, at, work.members(raw.key))
+        record, effects = apply_window(work.get(raw.key), key, window, at)
         work.put(raw.key, record)
         if raw.partition is not None:
             self.workload[NETWORK].window(raw.partition, key, record.get("maint"))
