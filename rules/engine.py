@@ -54,6 +54,7 @@ from rules.tasks import (
     hold_notice,
     next_due,
     open_task,
+    widen,
 )
 from rules.templates import Renderer
 from rules.windows import (
@@ -421,7 +422,7 @@ class _RuleRun:
             self.resolve(episode, scope)
             episode = rs["episode"] = None
         if episode and self.affected:
-            rs["episode"] = episode = self.join(episode)
+            rs["episode"] = episode = self.join(episode, scope)
         if not active:
             return
         top = active[-1]
@@ -462,17 +463,38 @@ class _RuleRun:
                 return Reason.INHIBITED
         return None
 
-    def join(self, episode: dict[str, Any]) -> dict[str, Any]:
+    def join(self, episode: dict[str, Any], scope: Mapping[str, Any]) -> dict[str, Any]:
         """Lines hit after an area's episode opened: their subscribers get
-        the opening notice too (each once, by the detection's id)."""
+        the opening notice too (each once, by the detection's id), and the
+        area's task lists them once the outage has grown by half
+        (`rules.tasks.widen`), so the field team sees its real size."""
         told = episode.get("told", {})
         new = {line: sub for line, sub in self.affected.items() if line not in told}
         if not new:
             return episode
+        hit = {**told, **new}
         by_name = {t.name: t for t in self.rule.tiers}
         for fired in episode.get("fired", []):
             tier = by_name.get(fired["tier"])
-            if tier is None or tier.notice is None:
+            if tier is None:
+                continue
+            if tier.task is not None:
+                facts = self.facts(tier, scope)
+                summary = self.renderer.render(
+                    tier.task.summary, self.template_scope(tier, facts, scope)
+                )
+                subs = tuple(sorted({s for s in hit.values() if s}))
+                widen(
+                    self.book,
+                    fired["detection"],
+                    tuple(sorted(hit)),
+                    subs,
+                    summary,
+                    self.event.event_time,
+                    self.created_at,
+                    self.result,
+                )
+            if tier.notice is None:
                 continue
             for sub in sorted({s for s in new.values() if s}):
                 self.result.intents.append(
@@ -485,7 +507,7 @@ class _RuleRun:
                         subscriber=sub,
                     )
                 )
-        return {**episode, "told": {**told, **new}}
+        return {**episode, "told": hit}
 
     def dedup_marker(
         self, tier: Tier, scope: Mapping[str, Any], episode: dict[str, Any]

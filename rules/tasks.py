@@ -89,6 +89,7 @@ class Transition(StrEnum):
     HELD = "held"  # opened past its guard budget
     RELEASED = "released"  # held work approved by an operator
     LINKED = "linked"  # covered by an area incident's task
+    WIDENED = "widened"  # an area incident hit more lines
 
 
 class FeedbackReason(StrEnum):
@@ -573,6 +574,41 @@ def _emit(
             affected_subscribers=tuple(entry["subs"]) if entry.get("subs") else None,
         )
     )
+
+
+WIDEN_BY = 1.5  # an area task is updated when its hit lines have grown by half
+
+
+def widen(
+    book: Book,
+    detection: str,
+    lines: tuple[str, ...],
+    subscribers: tuple[str, ...],
+    summary: str,
+    at: datetime,
+    created_at: datetime,
+    out: TaskEffects,
+) -> None:
+    """More lines of an area are hit than its task lists: once they are half
+    as many again, the task lists all of them (a new revision), so the team
+    does not plan for 5 homes when 30 are down. Smaller growth waits, so a
+    line-by-line outage does not send a revision per line."""
+    tid = task_id(detection)
+    entry = book.open.get(tid)
+    if entry is None or "lines" not in entry:
+        return
+    known = entry["lines"]
+    if len(lines) < max(len(known) * WIDEN_BY, len(known) + 1):
+        return
+    entry = book.open[tid] = {
+        **entry,
+        "lines": list(lines),
+        "subs": list(subscribers),
+        "summary": summary,
+    }
+    note = f"{len(lines)} lines hit now, {len(known)} when the task was last sent"
+    _emit(tid, entry, book, TaskChange.WIDENED, at, created_at, out, note=note)
+    out.transitions.append((entry["rule"], Transition.WIDENED))
 
 
 def is_follow_up(task: InterventionTask) -> bool:

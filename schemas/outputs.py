@@ -75,6 +75,7 @@ class TaskChange(StrEnum):
     HELD = "held"  # opened past its guard budget: waits for an operator
     RELEASED = "released"  # an operator approved held work: it is open, its promise runs
     LINKED = "linked"  # an area incident now covers it (`parent_task_id`: the area's task)
+    WIDENED = "widened"  # an area incident hit more lines: `affected_lines` lists them all
 
 
 class ClosesOn(StrEnum):
