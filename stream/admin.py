@@ -17,7 +17,7 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from stream.connection import kafka_python_config
-from stream.settings import Settings
+from stream.settings import STATE_TABLES, Settings
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     specs.extend(
         TopicSpec(name, n, short if name in clocks else {}) for name in settings.internal_topics
     )
+    # the state tables' changelogs: the latest record per key, kept forever
+    specs.extend(TopicSpec(settings.changelog_topic(table), n, compacted) for table in STATE_TABLES)
     return specs
 
 

@@ -1,14 +1,16 @@
 """The Faust application: created from `Settings`, with explicit, stable
-agent, table and topic names (Faust derives changelog topic names from them:
-`<app_id>-forewarn-subscribers-changelog`, ...), raw (bytes) serializers so
-decoding stays ours, RocksDB tables with changelogs, and the web server bound
+agent and topic names, raw (bytes) serializers so decoding stays ours, no
+Faust tables (state is `stream.store`, checkpointed by `stream.checkpoint`
+to changelogs named `<app_id>-<table>-changelog`), and the web server bound
 to localhost with the table/router/graph/stats views off.
 
-Agents are a few lines each: read the key's record, let the `Processor` do
-the work, send the outputs, and hand the new record to the agent's
-`Inflight`, which writes it and acks the input once the outputs are
-acknowledged. Each agent runs with concurrency 1 and is the only writer of
-its tables, so a record is never updated by two coroutines at once.
+Agents are a few lines each: wait until the record's partition is
+recovered, read the key's record from the agent's tables (`stream.store`),
+let the `Processor` do the work, send the outputs without awaiting their
+acks, write the new records to the tables and hand the input to the agent's
+`Checkpointer`, which acks it once its outputs and state are durable
+(`stream.checkpoint`). Each agent runs with concurrency 1 and is the only
+writer of its tables, so a record is never updated by two coroutines at once.
 
 `Wiring` is declarations and agents only: what watches the running worker
 (lag, stalls, recovery, the live clock, rule reloads) is `stream.supervisor`,
@@ -21,38 +23,31 @@ import asyncio
 import logging
 import signal
 import time
-from typing import Any
+from typing import Any, cast
 
 import faust
 
 from rules.ruleset import RuleSet
 from sinks import OutputTopic
+from stream.checkpoint import Changelogs, Checkpointer
 from stream.connection import ssl_context
 from stream.continuity import Continuity, refetch
 from stream.decoding import RawRecord
-from stream.faust_runtime import (
-    ChangelogTable,
-    fetch_tuned_transport,
-    redelivered,
-    unbounded_producer_buffer,
-)
-from stream.inflight import Inflight
+from stream.faust_runtime import fetch_tuned_transport, redelivered
 from stream.metrics import Metrics
 from stream.processor import NETWORK, SUBSCRIBERS, Outcome, Processor
 from stream.reload import RuleReloader
-from stream.settings import SecurityProtocol, Settings
-from stream.supervisor import (
+from stream.settings import (
     MEMBERS_TABLE,
-    NETWORK_AGENT,
     NETWORK_TABLE,
-    SUBSCRIBER_AGENT,
     SUBSCRIBER_TABLE,
-    Supervisor,
+    SecurityProtocol,
+    Settings,
 )
+from stream.store import Table
+from stream.supervisor import NETWORK_AGENT, SUBSCRIBER_AGENT, Supervisor
 
 log = logging.getLogger("forewarn.app")
-
-PRODUCER_BUFFER_MESSAGES = 10_000
 
 
 def broker_credentials(settings: Settings) -> Any:
@@ -85,8 +80,7 @@ def create_app(
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
         datadir=str(settings.state_dir),
-        store="rocksdb://",
-        table_standby_replicas=0,
+        store="memory://",  # no Faust tables: state is stream.store
         web_enabled=True,
         web_bind=settings.web_host,
         web_port=settings.web_port,
@@ -102,9 +96,8 @@ def create_app(
         # (default 10,000): it stops fetching until the commit, which first
         # flushes the producer buffer, is done (1.5-2.5 s under load, seen
         # as p95 latencies of ~3 s at 80% load). The 1 s timer commits
-        # without stopping the fetcher, and our acks already wait for the
-        # outputs and the changelog (stream.inflight), so count-based
-        # commits add nothing but the stall.
+        # without stopping the fetcher, and our acks come from checkpoints
+        # (stream.checkpoint), so count-based commits add nothing but the stall.
         broker_commit_every=COMMIT_EVERY_NEVER,
         broker_session_timeout=settings.kafka.session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, settings.kafka.session_timeout_seconds / 3),
@@ -119,20 +112,6 @@ COMMIT_EVERY_NEVER = 2**62  # acked messages between inline commits: never
 
 def raw_topic(app: faust.App, name: str) -> Any:
     return raw_topics(app, name)
-
-
-def raw_table(app: faust.App, name: str, settings: Settings) -> Any:
-    """What `app.Table` does, with our table class."""
-    table = ChangelogTable(
-        app,
-        name=name,
-        beacon=app.tables.beacon,
-        partitions=settings.partitions,
-        key_type=bytes,
-        value_type=bytes,
-        help=f"Forewarn state: {name}",
-    )
-    return app.tables.add(table)
 
 
 class Wiring:
@@ -154,14 +133,30 @@ class Wiring:
             OutputTopic.DEAD_LETTERS: raw_topic(app, settings.topic("dead_letters")),
         }
         self.internal = {name: raw_topic(app, name) for name in settings.internal_topics}
-        self.subscribers = raw_table(app, SUBSCRIBER_TABLE, settings)
-        self.network = raw_table(app, NETWORK_TABLE, settings)
-        self.members = raw_table(app, MEMBERS_TABLE, settings)
+        tables = settings.state_dir / "tables"
+        self.subscribers = Table(
+            SUBSCRIBER_TABLE, settings.changelog_topic(SUBSCRIBER_TABLE), tables
+        )
+        self.network = Table(NETWORK_TABLE, settings.changelog_topic(NETWORK_TABLE), tables)
+        self.members = Table(MEMBERS_TABLE, settings.changelog_topic(MEMBERS_TABLE), tables)
         self.continuity = Continuity(
             frozenset({settings.topic("customer_profiles"), settings.topic("maintenance_windows")})
         )
-        self.inflight = {
-            name: Inflight(self.output_failed) for name in (SUBSCRIBER_AGENT, NETWORK_AGENT)
+        self.changelogs = Changelogs(settings)
+        self.background: list[asyncio.Future[Any]] = []  # recoveries, checkpoint loops
+        self.state = {
+            name: Checkpointer(
+                name,
+                tables,
+                self.changelogs,
+                self.output_failed,
+                settings.checkpoint_interval_seconds,
+                settings.checkpoint_max_records,
+            )
+            for name, tables in (
+                (SUBSCRIBER_AGENT, [self.subscribers]),
+                (NETWORK_AGENT, [self.network, self.members]),
+            )
         }
         self.supervisor = Supervisor(
             app,
@@ -169,36 +164,33 @@ class Wiring:
             processor,
             metrics,
             reloader,
-            self.inflight,
-            {
-                SUBSCRIBER_TABLE: self.subscribers,
-                NETWORK_TABLE: self.network,
-                MEMBERS_TABLE: self.members,
-            },
+            self.state,
             {space: self.internal[processor.clocks[space]] for space in (SUBSCRIBERS, NETWORK)},
         )
         sup = self.supervisor
         p = processor
-        subscriber_source = raw_topics(
-            app,
-            p.usage,
-            p.billing,
-            p.profiles,
-            p.task_updates,
-            p.intents,
-            p.clocks[SUBSCRIBERS],
-            p.subscriber_marks,
-        )
-        network_source = raw_topics(
-            app,
-            p.network_quality,
-            p.membership,
-            p.network_updates,
-            p.clocks[NETWORK],
-            p.windows,
-            p.area_samples,
-            p.marks,
-        )
+        self.spaces = {
+            SUBSCRIBER_AGENT: {
+                p.usage,
+                p.billing,
+                p.profiles,
+                p.task_updates,
+                p.intents,
+                p.clocks[SUBSCRIBERS],
+                p.subscriber_marks,
+            },
+            NETWORK_AGENT: {
+                p.network_quality,
+                p.membership,
+                p.network_updates,
+                p.clocks[NETWORK],
+                p.windows,
+                p.area_samples,
+                p.marks,
+            },
+        }
+        subscriber_source = raw_topics(app, *sorted(self.spaces[SUBSCRIBER_AGENT]))
+        network_source = raw_topics(app, *sorted(self.spaces[NETWORK_AGENT]))
         app.agent(subscriber_source, name=SUBSCRIBER_AGENT, concurrency=1)(self.subscriber_agent)
         app.agent(network_source, name=NETWORK_AGENT, concurrency=1)(self.network_agent)
 
@@ -223,45 +215,56 @@ class Wiring:
             app.timer(interval=settings.rules_poll_seconds, name="forewarn-rules-poll")(
                 sup.poll_rules
             )
+        app.on_partitions_revoked.connect(cast(Any, self.on_revoked))
+        app.on_partitions_assigned.connect(cast(Any, self.on_assigned))
+        app.on_before_shutdown.connect(cast(Any, self.on_shutdown))
         app.task(self.on_start)
 
     async def subscriber_agent(self, stream: Any) -> None:
+        state = self.state[SUBSCRIBER_AGENT]
         async for event in stream.noack().events():
             for e in await self.with_missing(event):
-                await self.subscriber_record(e)
+                await state.ready(e.message.partition)
+                async with state.lock:
+                    await self.subscriber_record(state, e)
+                if state.full():
+                    await state.checkpoint()
 
     async def network_agent(self, stream: Any) -> None:
+        state = self.state[NETWORK_AGENT]
         async for event in stream.noack().events():
             for e in await self.with_missing(event):
-                await self.network_record(e)
+                await state.ready(e.message.partition)
+                async with state.lock:
+                    await self.network_record(state, e)
+                if state.full():
+                    await state.checkpoint()
 
-    async def subscriber_record(self, event: Any) -> None:
-        inflight = self.inflight[SUBSCRIBER_AGENT]
+    async def subscriber_record(self, state: Checkpointer, event: Any) -> None:
         started = time.perf_counter()
         raw = raw_record(event)
+        p, table = raw.partition or 0, self.subscribers
         outcome = self.processor.subscriber(
-            raw,
-            inflight.get(self.subscribers, raw.key),
-            lambda key: inflight.get(self.subscribers, key),
+            raw, table.get(p, raw.key) if raw.key else None, lambda key: table.get(p, key)
         )
-        await self.apply(inflight, event, outcome, raw, self.subscribers)
+        await self.apply(state, event, outcome, raw, table)
         self.metrics.processing.labels(SUBSCRIBER_AGENT).observe(time.perf_counter() - started)
 
-    async def network_record(self, event: Any) -> None:
-        inflight = self.inflight[NETWORK_AGENT]
+    async def network_record(self, state: Checkpointer, event: Any) -> None:
         started = time.perf_counter()
         raw = raw_record(event)
-        key = raw.key
+        p, key = raw.partition or 0, raw.key
+        network, members = self.network, self.members
         if raw.topic == self.processor.membership:
-            outcome = self.processor.network(raw, inflight.get(self.members, key))
+            outcome = self.processor.network(raw, members.get(p, key) if key else None)
         else:
             outcome = self.processor.network(
                 raw,
-                inflight.get(self.network, key),
-                lambda k: inflight.get(self.network, k),
-                lambda k: inflight.get(self.members, k),
+                network.get(p, key) if key else None,
+                lambda k: network.get(p, k),
+                lambda k: members.get(p, k),
             )
-        await self.apply(inflight, event, outcome, raw, self.network)
+        await self.apply(state, event, outcome, raw, network)
         self.metrics.processing.labels(NETWORK_AGENT).observe(time.perf_counter() - started)
 
     async def with_missing(self, event: Any) -> list[Any]:
@@ -286,11 +289,11 @@ class Wiring:
         return [*missing, event]
 
     async def apply(
-        self, inflight: Inflight, event: Any, outcome: Outcome, raw: RawRecord, table: Any
+        self, state: Checkpointer, event: Any, outcome: Outcome, raw: RawRecord, table: Table
     ) -> None:
-        """Send the outputs; state and the input's ack follow their acks (see
-        `Inflight`). A send the producer refuses at once (not through its
-        future) stops the worker like a refused ack does: the input is never
+        """Send the outputs and write the new records; the checkpoint makes
+        them durable and acks the input. A send the producer refuses at
+        once (not through its future) stops the worker: the input is never
         acked, so it is replayed, never skipped."""
         try:
             sent = [
@@ -305,30 +308,63 @@ class Wiring:
             self.output_failed(exc)
             await asyncio.Event().wait()  # the crash ends this agent; never ack the input
             return
-        writes: list[tuple[Any, bytes, bytes]] = []
+        p = raw.partition or 0
         if raw.key is not None:
             if outcome.record is not None:
-                writes.append((table, raw.key, outcome.record))
+                table.put(p, raw.key, outcome.record)
             if outcome.members is not None:
-                writes.append((self.members, raw.key, outcome.members))
-        writes.extend((table, key, value) for key, value in outcome.others.items())
-        inflight.add(event, sent, writes)
-        await inflight.room()
-        if raw.partition is not None and raw.offset is not None:
-            self.supervisor.positions[(raw.topic, raw.partition)] = raw.offset
+                self.members.put(p, raw.key, outcome.members)
+        for key, value in outcome.others.items():
+            table.put(p, key, value)
+        state.track(event, sent)
+        if raw.offset is not None:
+            self.supervisor.positions[(raw.topic, p)] = raw.offset
 
     def output_failed(self, exc: BaseException) -> None:
         self.supervisor.crash(exc)
 
+    def partitions_of(self, tps: Any) -> dict[str, set[int]]:
+        return {
+            agent: {tp.partition for tp in tps if tp.topic in topics}
+            for agent, topics in self.spaces.items()
+        }
+
+    async def on_revoked(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        """Partitions go (`args[0]`; Faust has waited for their inputs' acks,
+        so their state is checkpointed): stop using them."""
+        for agent, partitions in self.partitions_of(args[0]).items():
+            await self.state[agent].revoked(partitions)
+
+    async def on_assigned(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        """Recover the state of the partitions now held (`args[0]`) in the
+        background; an agent waits for a partition's recovery before
+        processing its records."""
+        for agent, partitions in self.partitions_of(args[0]).items():
+            self.spawn(self.state[agent].assigned(partitions))
+
+    async def on_shutdown(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        """After the consumer stopped: the last checkpoint. The databases
+        stay open until the process ends (an agent may still hold a record)."""
+        for state in self.state.values():
+            await state.close()
+        await self.changelogs.stop()
+
     async def on_start(self) -> None:
-        # Faust pauses every stream whenever more than 100 changelog records
-        # wait in its producer buffer, then drains it one record per
-        # `wait_for` (a task and a timer each). Our own back-pressure
-        # (`Inflight.limit`) already bounds what is in flight.
-        unbounded_producer_buffer(self.app, PRODUCER_BUFFER_MESSAGES)
+        await self.changelogs.start()
+        for state in self.state.values():
+            self.spawn(state.run(self.urgent))
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self.supervisor.reload_rules)
         self.supervisor.ready = True
+
+    def spawn(self, work: Any) -> None:
+        """Run `work` in the background, keeping a reference until it ends."""
+        self.background = [f for f in self.background if not f.done()]
+        self.background.append(asyncio.ensure_future(work))
+
+    def urgent(self) -> bool:
+        """A rebalance or a stop waits for the inputs' acks: checkpoint now."""
+        return bool(self.app.rebalancing or self.app.should_stop)
 
 
 def raw_topics(app: faust.App, *names: str) -> Any:

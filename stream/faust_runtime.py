@@ -21,18 +21,9 @@ The workarounds:
   connects/s and a whole core). `backoff_metadata` makes a failed update
   answer only after a delay that doubles from 0.1 s to 5 s, with jitter:
   1-3% of a core and about 12 connects/s with the broker gone for 30 s.
-- `ChangelogTable`: a table that keeps the changelog send of its latest
-  write, so an input is acked only once the broker has its new state.
-- `current_event`: table writes belong to the partition of the event that
-  caused them, and Faust reads it from its current-event context variable;
-  writes made after the outputs' acks set it to that event.
+  `metadata_backoff` does the same for the changelog producer.
 - `redelivered`: a Faust event for a record read directly (one Faust failed
   to deliver), with the message's partition and generation.
-- `unbounded_producer_buffer`: Faust pauses every stream whenever more than
-  100 changelog records wait in its producer buffer, then drains it one
-  record per `wait_for`; the worker bounds what is in flight itself.
-- `recovery_state`: whether changelog recovery runs, and what it has left.
-- `rocksdb_partitions`: a table's RocksDB databases, for its size.
 - `without_spinner`: Faust's terminal spinner sets the root logger to DEBUG
   so it can spin per log record: every produced message would build a debug
   record for our JSON handler to drop.
@@ -43,14 +34,11 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import weakref
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import faust
-from faust.streams import _current_event
 from faust.transport.drivers import aiokafka as driver
 from faust.types import Message
 
@@ -102,8 +90,7 @@ def fetch_tuned_transport(app: faust.App, kafka: KafkaSettings) -> Any:
     class Producer(driver.Producer):
         def _new_producer(self, transactional_id: str | None = None) -> Any:
             producer = super()._new_producer(transactional_id)
-            client = producer.client
-            client.force_metadata_update = backoff_metadata(client.force_metadata_update)
+            metadata_backoff(producer)
             return producer
 
     class Transport(driver.Transport):
@@ -112,6 +99,13 @@ def fetch_tuned_transport(app: faust.App, kafka: KafkaSettings) -> Any:
     Transport.Consumer = Consumer
     Transport.Producer = Producer
     return Transport(app.conf.broker_consumer, app)
+
+
+def metadata_backoff(producer: Any) -> None:
+    """`backoff_metadata` on an aiokafka producer's client: Faust's, and the
+    worker's own changelog producer (`stream.checkpoint`)."""
+    client = producer.client
+    client.force_metadata_update = backoff_metadata(client.force_metadata_update)
 
 
 METADATA_BACKOFF_MIN = 0.1
@@ -147,26 +141,6 @@ def backoff_metadata(
     return force
 
 
-class ChangelogTable(faust.Table[bytes, bytes]):
-    """A Faust table that keeps the changelog send of its latest write."""
-
-    last_changelog: Any = None
-
-    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
-        self.last_changelog = super().send_changelog(*args, **kwargs)
-        return self.last_changelog
-
-
-@contextmanager
-def current_event(event: Any) -> Iterator[None]:
-    """Make `event` Faust's current event (the partition of table writes)."""
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
-
-
 def redelivered(app: faust.App, record: Any, like: Any) -> Any:
     """A Faust event for an aiokafka `record` read directly, in the
     partition and generation of the message `like`."""
@@ -188,22 +162,6 @@ def redelivered(app: faust.App, record: Any, like: Any) -> Any:
             generation_id=like.generation_id,
         ),
     )
-
-
-def unbounded_producer_buffer(app: faust.App, max_messages: int) -> None:
-    app.producer.buffer.max_messages = max_messages
-
-
-def recovery_state(app: faust.App) -> tuple[bool, int]:
-    """(changelog recovery running, records it has left)."""
-    recovery: Any = app.tables.recovery  # type: ignore[attr-defined]
-    running = bool(recovery.in_recovery)
-    return running, int(recovery.active_remaining_total()) if running else 0
-
-
-def rocksdb_partitions(table: Any) -> Iterable[Any]:
-    """The RocksDB databases of a table, one per partition held here."""
-    return list(getattr(table.data, "_dbs", {}).values())
 
 
 def without_spinner(worker: faust.Worker) -> None:

@@ -133,6 +133,16 @@ class Settings(BaseSettings):
         description="An event dated further behind its partition's stream time is"
         " dead-lettered as implausible_time.",
     )
+    checkpoint_interval_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
+        default=1.0,
+        description="How often an agent's state changes go to the changelog and RocksDB"
+        " and its inputs are acknowledged (docs/operations.md, State and checkpoints).",
+    )
+    checkpoint_max_records: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        default=10_000,
+        description="An agent checkpoints sooner once it has processed this many inputs"
+        " since the last checkpoint.",
+    )
     metrics_host: str = "127.0.0.1"
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9477
     log_level: str = "INFO"
@@ -200,6 +210,11 @@ class Settings(BaseSettings):
         partition)."""
         return f"{self.topic_prefix}{self.app_id}-{name}"
 
+    def changelog_topic(self, table: str) -> str:
+        """A state table's compacted changelog: `<app_id>-<table>-changelog`
+        (the name Faust gave its tables' changelogs, so state carries over)."""
+        return f"{self.app_id}-{table}-changelog"
+
     @property
     def internal_topics(self) -> tuple[str, ...]:
         return tuple(
@@ -215,3 +230,9 @@ class Settings(BaseSettings):
                 "clock-network",
             )
         )
+
+
+SUBSCRIBER_TABLE = "forewarn-subscribers"
+NETWORK_TABLE = "forewarn-network"
+MEMBERS_TABLE = "forewarn-cell-members"
+STATE_TABLES = (SUBSCRIBER_TABLE, NETWORK_TABLE, MEMBERS_TABLE)

@@ -25,26 +25,21 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from sinks.routing import partition_of
 from stream.admin import committed_offsets
+from stream.checkpoint import Checkpointer
 from stream.connection import broker_reachable
 from stream.continuity import Progress, Since, recovery_progress, stalled, unchanged_since
-from stream.decoding import RawRecord
-from stream.faust_runtime import recovery_state, rocksdb_partitions
-from stream.inflight import Inflight
 from stream.metrics import Metrics
 from stream.processor import NETWORK, SUBSCRIBERS, Processor
 from stream.reload import RuleReloader
 from stream.settings import Settings
+from stream.store import Table
 from stream.ticks import needs_tick, tick_time
 
 log = logging.getLogger("forewarn.supervisor")
 
 SUBSCRIBER_AGENT = "forewarn-subscribers"
 NETWORK_AGENT = "forewarn-network"
-SUBSCRIBER_TABLE = "forewarn-subscribers"
-NETWORK_TABLE = "forewarn-network"
-MEMBERS_TABLE = "forewarn-cell-members"
 INFLIGHT_WARN_SECONDS = 30.0
 STALL_SECONDS = 20.0  # a partition this quiet with records waiting: Faust lost them
 RECOVERY_STALL_SECONDS = 60.0  # changelog recovery without progress this long: stuck
@@ -60,13 +55,12 @@ class Supervisor:
         processor: Processor,
         metrics: Metrics,
         reloader: RuleReloader,
-        inflight: dict[str, Inflight],
-        tables: dict[str, Any],
+        state: dict[str, Checkpointer],
         clocks: dict[str, Any],
     ) -> None:
         self.app, self.settings, self.processor = app, settings, processor
         self.metrics, self.reloader = metrics, reloader
-        self.inflight, self.tables, self.clocks = inflight, tables, clocks
+        self.state, self.clocks = state, clocks
         self.ready = False  # set once the app has started
         self.broker_ok = True  # the last reachability probe (observe)
         self.positions: dict[tuple[str, int], int] = {}  # last offset processed (the agents')
@@ -102,7 +96,7 @@ class Supervisor:
         acknowledged): then positions stand still because the worker is
         busy, not because Faust lost records, and seeking back would only
         process them twice."""
-        if self.app.rebalancing or any(sending_slowly(i) for i in self.inflight.values()):
+        if self.app.rebalancing or any(sending_slowly(c) for c in self.state.values()):
             self.watching = {}  # start the quiet-time count afresh afterwards
             return
         now = time.monotonic()
@@ -139,12 +133,15 @@ class Supervisor:
             self.watching[(topic, partition)] = (None, now)  # give the seek time to deliver
             await consumer.seek(TP(topic, partition), offset)
 
+    def recovering(self) -> tuple[bool, int]:
+        """(changelog recovery running, records it has left), all agents."""
+        found = [c.recovering() for c in self.state.values()]
+        return any(r for r, _ in found), sum(n for _, n in found)
+
     def recovery_stuck(self, now: float) -> bool:
         """True when changelog recovery has made no progress for
-        `RECOVERY_STALL_SECONDS`. faust-streaming 0.15.3 can leave a changelog
-        partition that moved away and back unfetched ("No event received for
-        active tp ... since recovery start"); only a new consumer recovers it."""
-        running, remaining = recovery_state(self.app)
+        `RECOVERY_STALL_SECONDS` (the broker holds the changelog back)."""
+        running, remaining = self.recovering()
         self.recovery, stuck = recovery_progress(
             self.recovery, running, remaining, now, RECOVERY_STALL_SECONDS
         )
@@ -154,17 +151,18 @@ class Supervisor:
         """The live trigger (`stream.ticks`): index newly assigned
         partitions' due work, then send a clock record to each partition
         whose due work a tick would fire."""
-        if not self.ready or self.app.rebalancing or recovery_state(self.app)[0]:
+        if not self.ready or self.app.rebalancing or self.recovering()[0]:
             return
         assignment = self.app.consumer.assignment()
         spaces = (
-            (SUBSCRIBERS, self.processor.usage, self.tables[SUBSCRIBER_TABLE]),
-            (NETWORK, self.processor.network_quality, self.tables[NETWORK_TABLE]),
+            (SUBSCRIBERS, self.processor.usage, self.state[SUBSCRIBER_AGENT]),
+            (NETWORK, self.processor.network_quality, self.state[NETWORK_AGENT]),
         )
         wall = time.time()
-        for space, source, table in spaces:
+        for space, source, state in spaces:
             owned = {tp.partition for tp in assignment if tp.topic == source}
-            self.index_partitions(space, owned, table)
+            owned &= state.recovered
+            self.index_partitions(space, owned, state.tables[0])
             agenda = self.processor.agendas[space]
             clock_topic = self.clocks[space]
             for partition in sorted(owned):
@@ -175,9 +173,9 @@ class Supervisor:
                     value = json.dumps({"at": datetime.fromtimestamp(at, UTC).isoformat()})
                     await clock_topic.send(key=b"clock", value=value.encode(), partition=partition)
 
-    def index_partitions(self, space: str, owned: set[int], table: Any) -> None:
+    def index_partitions(self, space: str, owned: set[int], table: Table) -> None:
         """Note the due work of partitions this worker just got (one scan of
-        its local state); forget that of partitions it lost."""
+        their local state); forget that of partitions it lost."""
         indexed = self.indexed[space]
         for partition in sorted(indexed - owned):
             self.processor.forget(space, partition)
@@ -186,31 +184,28 @@ class Supervisor:
         if not new:
             return
         started = time.perf_counter()
-        n = self.settings.partitions
-        found: dict[int, list[tuple[bytes, bytes]]] = {p: [] for p in new}
-        for key, value in table.data.items():  # one pass; only records with due work
-            if value and b'"due":' in value:
-                partition = partition_of(key, n)
-                if partition in found:
-                    found[partition].append((key, value))
         for partition in sorted(new):
-            keys = self.processor.index(space, partition, iter(found[partition]))
+            records = (
+                (key, value)
+                for key, value in table.partitions[partition].items()
+                if b'"due":' in value  # only records with due work
+            )
+            keys = self.processor.index(space, partition, records)
             indexed.add(partition)
             log.info("%s partition %d: %d keys with due work", space, partition, keys)
         log.info("indexed %s due work in %.2fs", space, time.perf_counter() - started)
 
     def observe_inflight(self) -> None:
-        """In-flight records and the age of the oldest, whether it waits for
-        its outputs' acks or its state's changelog ack."""
-        for agent, inflight in self.inflight.items():
-            self.metrics.inflight.labels(agent).set(len(inflight))
-            oldest = inflight.oldest()
-            self.metrics.inflight_oldest.labels(agent).set(oldest[0] if oldest else 0)
-            if oldest and oldest[0] > INFLIGHT_WARN_SECONDS:
+        """Inputs waiting for their checkpoint, and the age of the oldest."""
+        for agent, state in self.state.items():
+            self.metrics.inflight.labels(agent).set(len(state))
+            oldest = state.oldest()
+            self.metrics.inflight_oldest.labels(agent).set(oldest or 0)
+            if oldest and oldest > INFLIGHT_WARN_SECONDS:
                 log.warning(
-                    "%s unacknowledged for %.0fs; state writes and commits wait",
-                    _where(oldest[1]),
-                    oldest[0],
+                    "%s: inputs unacknowledged for %.0fs; checkpoints and commits wait",
+                    agent,
+                    oldest,
                 )
 
     async def observe(self) -> None:
@@ -263,36 +258,19 @@ class Supervisor:
         windows = self.processor.workload[NETWORK].window_states(time.time())
         for state in ("planned", "in_force"):
             self.metrics.maintenance_windows.labels(state).set(windows[state])
-        for name, table in self.tables.items():
-            keys, size = state_size(table)
-            self.metrics.state_keys.labels(name).set(keys)
-            self.metrics.state_bytes.labels(name).set(size)
+        for checkpointer in self.state.values():
+            for table in checkpointer.tables:
+                keys, size = table.size()
+                self.metrics.state_keys.labels(table.name).set(keys)
+                self.metrics.state_bytes.labels(table.name).set(size)
 
 
 SLOW_SEND_SECONDS = 5.0
 
 
-def sending_slowly(inflight: Inflight) -> bool:
-    """The agent is held up by its own sends: its in-flight queue is full,
-    or its oldest record has waited for acks longer than `SLOW_SEND_SECONDS`."""
-    oldest = inflight.oldest()
-    return len(inflight.queue) >= inflight.limit or (
-        oldest is not None and oldest[0] > SLOW_SEND_SECONDS
-    )
-
-
-def _where(event: Any) -> str:
-    msg = event.message
-    return RawRecord(msg.topic, msg.partition, msg.offset, msg.key, msg.value).where
-
-
-def state_size(table: Any) -> tuple[int, int]:
-    """Estimated (keys, live bytes) across the table's RocksDB partitions."""
-    keys = size = 0
-    for db in rocksdb_partitions(table):
-        try:
-            keys += int(db.property_int_value("rocksdb.estimate-num-keys") or 0)
-            size += int(db.property_int_value("rocksdb.estimate-live-data-size") or 0)
-        except Exception:
-            continue
-    return keys, size
+def sending_slowly(state: Checkpointer) -> bool:
+    """The agent is held up by its own sends: it has as many inputs waiting
+    for a checkpoint as it may, or its oldest has waited longer than
+    `SLOW_SEND_SECONDS` (its outputs or changelog are slow to be acknowledged)."""
+    oldest = state.oldest()
+    return state.full() or (oldest is not None and oldest > SLOW_SEND_SECONDS)

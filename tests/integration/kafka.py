@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -34,9 +35,17 @@ class KafkaProbe:
     def flush(self) -> None:
         self.producer.flush()
 
-    def read(self, logical: str, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
+    def read(
+        self,
+        logical: str,
+        count: int,
+        timeout: float = 60.0,
+        distinct: Callable[[dict[str, Any]], str] | None = None,
+    ) -> list[dict[str, Any]]:
         """Read at least `count` JSON values from a topic (from the start),
-        then anything else that arrives within a short grace period."""
+        then anything else that arrives within a short grace period. With
+        `distinct`, `count` counts different ids, so repeats (after a crash)
+        do not end the read before the last new output is in."""
         topic = self.settings.topic(logical)
         consumer = KafkaConsumer(
             bootstrap_servers=self.settings.kafka.bootstrap_servers,
@@ -47,13 +56,16 @@ class KafkaProbe:
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
         found: list[dict[str, Any]] = []
+        ids: set[str] = set()
         deadline = time.monotonic() + timeout
         grace_until: float | None = None
         try:
             while time.monotonic() < deadline:
                 for msg in consumer:
                     found.append(json.loads(msg.value))
-                if len(found) >= count:
+                    if distinct is not None:
+                        ids.add(distinct(found[-1]))
+                if (len(ids) if distinct is not None else len(found)) >= count:
                     grace_until = grace_until or time.monotonic() + 1.0
                     if time.monotonic() >= grace_until:
                         break

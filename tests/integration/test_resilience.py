@@ -115,7 +115,7 @@ def test_kill_9_mid_stream_loses_nothing_and_repeats_keep_their_ids(
     second = WorkerProcess(settings, tmp_path / "worker-2.log")
     second.start()
     try:
-        got = kafka.read("customer_notices", len(expected_ids), timeout=120)
+        got = kafka.read("customer_notices", len(expected_ids), timeout=120, distinct=output_id)
     finally:
         second.stop()
     by_id: dict[str, list[dict[str, Any]]] = {}
@@ -252,8 +252,10 @@ def test_state_dependent_rules_fire_across_a_kill_9_and_a_lost_disk(
             kafka.send_record(r)
         kafka.flush()
         notices = [n for n in expected.values() if n["topic"] == "customer-notices"]
-        got = kafka.read("customer_notices", len(notices), timeout=120)
-        got += kafka.read("intervention_tasks", len(expected) - len(notices), timeout=60)
+        got = kafka.read("customer_notices", len(notices), timeout=120, distinct=output_id)
+        got += kafka.read(
+            "intervention_tasks", len(expected) - len(notices), timeout=60, distinct=output_id
+        )
     finally:
         second.stop()
     seen: dict[str, set[str]] = {}
