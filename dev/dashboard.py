@@ -416,10 +416,11 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
             ),
             Panel(
                 "Delivery: in-flight and directly read records",
-                "Records whose outputs await the broker's acknowledgement (their state is"
-                " written and their offset committed after it), and records Faust failed to"
-                " deliver that the worker read directly and processed. A steady in-flight"
-                " count is normal; one that only grows means the broker is not acknowledging.",
+                "Records processed since their agent's last checkpoint (acknowledged, and"
+                " committed, once their outputs and state changes are acknowledged by the"
+                " broker: at most a second or 10,000 records), and records Faust failed to"
+                " deliver that the worker read directly and processed. A sawtooth is normal;"
+                " a count that only grows means the broker is not acknowledging.",
                 "short",
                 (
                     q(
@@ -435,9 +436,9 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
             ),
             Panel(
                 "Oldest in-flight input",
-                "How long the oldest input has waited for its outputs' or its state's"
-                " acknowledgement, by agent. Growing: the broker is not acknowledging (see"
-                " 'When the broker is gone').",
+                "How long the oldest input has waited for its checkpoint (its outputs' and"
+                " state's acknowledgement), by agent: about a second at most. Growing: the"
+                " broker is not acknowledging (see 'When the broker is gone').",
                 "s",
                 (
                     q(

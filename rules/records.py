@@ -79,7 +79,9 @@ class Suppression(NamedTuple):
 
 @dataclass
 class Effects:
-    """What one step produced besides the new record."""
+    """What one step produced besides the new record: the one effects type
+    of every caller (the worker's processor, `rules.session` for replay and
+    rule tests)."""
 
     outputs: list[Output] = field(default_factory=list)
     intents: list[NoticeIntent] = field(default_factory=list)  # for other subscribers
@@ -93,6 +95,21 @@ class Effects:
     rejected: FeedbackReason | None = None  # a task update that changed nothing
     suppressed: list[Suppression] = field(default_factory=list)
     marks: list[CoverMark] = field(default_factory=list)  # for lines of this area
+    implausible: str | None = None  # why an event's time was not believed (it changed nothing)
+
+    def absorb(self, other: Effects) -> None:
+        """Take in what `other` (a step on another key, or due work) made
+        visible: its outputs, decisions and counts. Its intents, marks and
+        memberships are the caller's to route, so they are not taken."""
+        self.outputs.extend(other.outputs)
+        self.decisions.extend(other.decisions)
+        self.policy.extend(other.policy)
+        self.failures.extend(other.failures)
+        self.fired.extend(other.fired)
+        self.evaluated.extend(other.evaluated)
+        self.transitions.extend(other.transitions)
+        self.suppressed.extend(other.suppressed)
+        self.rejected = self.rejected or other.rejected
 
 
 def encode_record(record: Record) -> bytes:

@@ -19,18 +19,14 @@ gives the partitioning (`partition_of`); one partition is the default.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from rules.agenda import DEFAULT_BOUNDS, Agenda, TimeBounds
-from rules.engine import Decision, InputEvent, key_of
+from rules.engine import InputEvent, key_of
 from rules.guard import Budget
-from rules.policy import PolicyReason
 from rules.records import (
     Effects,
-    Output,
     Record,
-    Suppression,
     apply_area,
     apply_clock,
     apply_event,
@@ -49,7 +45,6 @@ from rules.records import (
     is_subscriber_event,
 )
 from rules.ruleset import RuleSet
-from rules.tasks import FeedbackReason, Transition
 from schemas import (
     CoverMark,
     CustomerProfile,
@@ -63,31 +58,6 @@ from schemas import (
 SUBSCRIBERS = "subscribers"
 NETWORK = "network"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-@dataclass
-class Step:
-    """What one input produced, intents for other subscribers included."""
-
-    outputs: list[Output] = field(default_factory=list)
-    decisions: list[Decision] = field(default_factory=list)
-    policy: list[tuple[str, str, PolicyReason]] = field(default_factory=list)
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    fired: list[tuple[str, str]] = field(default_factory=list)
-    transitions: list[tuple[str, Transition]] = field(default_factory=list)
-    rejected: FeedbackReason | None = None
-    implausible: str | None = None  # why the event's time was not believed
-    suppressed: list[Suppression] = field(default_factory=list)
-
-    def add(self, effects: Effects) -> None:
-        self.outputs.extend(effects.outputs)
-        self.decisions.extend(effects.decisions)
-        self.policy.extend(effects.policy)
-        self.failures.extend(effects.failures)
-        self.fired.extend(effects.fired)
-        self.transitions.extend(effects.transitions)
-        self.suppressed.extend(effects.suppressed)
-        self.rejected = self.rejected or effects.rejected
 
 
 class Store:
@@ -133,12 +103,12 @@ class Session:
             members = decode_members(self.members.get(change.cell_id))
             self.members[change.cell_id] = encode_members(apply_membership(members, change))
 
-    def process(self, event: InputEvent) -> Step:
-        """One event; an implausible event time (`Step.implausible`) changes
+    def process(self, event: InputEvent) -> Effects:
+        """One event; an implausible event time (`Effects.implausible`) changes
         nothing, no clock and no state."""
         key = key_of(event)
         space = SUBSCRIBERS if is_subscriber_event(event) else NETWORK
-        step = Step()
+        step = Effects()
         partition = self.partition_of(key)
         t = event.event_time.timestamp()
         step.implausible = self.agendas[space].implausible(
@@ -164,7 +134,7 @@ class Session:
             self._area(event, step)
         return step
 
-    def _area(self, event: NetworkQualityEvent, step: Step) -> None:
+    def _area(self, event: NetworkQualityEvent, step: Effects) -> None:
         """A line's event, again, for its area (the worker sends it through
         an area-keyed topic)."""
         area = event.area_id
@@ -182,10 +152,10 @@ class Session:
         self._take(effects, step)
         self._advance(NETWORK, partition, None, step)
 
-    def window(self, key: str, window: MaintenanceWindow | None) -> Step:
+    def window(self, key: str, window: MaintenanceWindow | None) -> Effects:
         """Planned work on a cell, line or area (None: withdrawn); its
         notices fall due on the clock."""
-        step = Step()
+        step = Effects()
         at = window.planned_at if window is not None else self.at
         record, effects = apply_window(self.network.get(key), key, window, at or _EPOCH)
         self._put(NETWORK, key, record)
@@ -200,11 +170,11 @@ class Session:
             found = self.budgets[(space, partition)] = Budget(partitions=self.partitions)
         return found
 
-    def task_update(self, update: TaskUpdate) -> Step:
+    def task_update(self, update: TaskUpdate) -> Effects:
         """A work system's report, routed to the key space of its target."""
         key = update.target.id
         space = SUBSCRIBERS if update.target.type is TargetType.SUBSCRIBER else NETWORK
-        step = Step()
+        step = Effects()
         record, effects = apply_task_update(
             self._store(space).get(key),
             key,
@@ -221,10 +191,10 @@ class Session:
         self._advance(space, self.partition_of(key), None, step)
         return step
 
-    def tick(self, now: datetime) -> Step:
+    def tick(self, now: datetime) -> Effects:
         """Time passes without an event (as a live worker's clock would say):
         every partition's clock moves to `now` and what is due is handled."""
-        step = Step()
+        step = Effects()
         t = now.timestamp()
         for space in (NETWORK, SUBSCRIBERS):  # the network's due work may notify subscribers
             agenda = self.agendas[space]
@@ -239,7 +209,7 @@ class Session:
         times = [t for agenda in self.agendas.values() for t in agenda.clock.values()]
         return max(times) if times else None
 
-    def _advance(self, space: str, partition: int, t: float | None, step: Step) -> None:
+    def _advance(self, space: str, partition: int, t: float | None, step: Effects) -> None:
         """Move the partition's clock to `t` (None: leave it) and handle what is due."""
         taken = self.agendas[space].take_due(partition, t)
         if taken is None:
@@ -259,14 +229,14 @@ class Session:
             self._put(space, key, record)
             self._take(effects, step)
 
-    def _take(self, effects: Effects, step: Step) -> None:
-        step.add(effects)
+    def _take(self, effects: Effects, step: Effects) -> None:
+        step.absorb(effects)
         for intent in effects.intents:
             self._intent(intent, step)
         for mark in effects.marks:
             self._mark(mark, step)
 
-    def _mark(self, mark: CoverMark, step: Step) -> None:
+    def _mark(self, mark: CoverMark, step: Effects) -> None:
         """What covers a line (from its area) or a subscriber (from its home
         cell); the worker sends it through a topic keyed by the covered key."""
         space = SUBSCRIBERS if mark.space == "subscribers" else NETWORK
@@ -274,9 +244,9 @@ class Session:
             self._store(space).get(mark.key), mark, self.rules, created_at=self.at
         )
         self._put(space, mark.key, record)
-        step.add(effects)
+        step.absorb(effects)
 
-    def _intent(self, intent: NoticeIntent, step: Step) -> None:
+    def _intent(self, intent: NoticeIntent, step: Effects) -> None:
         """A notice for a subscriber from another key; its detection's time
         moves the subscriber's partition clock, as any event's does."""
         assert intent.subscriber_id is not None
@@ -286,7 +256,7 @@ class Session:
             self.subscribers.get(sub), sub, intent, self.rules, created_at=self.at
         )
         self._put(SUBSCRIBERS, sub, new)
-        step.add(delivered)
+        step.absorb(delivered)
         self._advance(SUBSCRIBERS, self.partition_of(sub), None, step)
 
     def _store(self, space: str) -> Store:

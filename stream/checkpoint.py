@@ -47,7 +47,10 @@ from stream.store import Partition, Table
 log = logging.getLogger("forewarn.checkpoint")
 
 RECOVERY_BATCH = 5_000
-PRODUCE_TIMEOUT_MS = 1_200_000  # changelog records applied per RocksDB batch in recovery
+PRODUCE_TIMEOUT_MS = 1_200_000
+# a checkpoint's changelog records go in batches of up to this size (under
+# the broker's default message.max.bytes of 1 MiB)
+CHANGELOG_BATCH_BYTES = 512 * 1024  # changelog records applied per RocksDB batch in recovery
 
 
 class Changelogs:
@@ -65,6 +68,7 @@ class Changelogs:
             acks="all",
             linger_ms=2,
             max_request_size=2 * 1024 * 1024,
+            max_batch_size=CHANGELOG_BATCH_BYTES,
             # as long as Faust's producer of the outputs waits (20 min): a
             # broker outage holds checkpoints back, it does not fail them
             request_timeout_ms=PRODUCE_TIMEOUT_MS,

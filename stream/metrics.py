@@ -269,13 +269,14 @@ class Metrics:
         )
         self.inflight = Gauge(
             "forewarn_inflight_records",
-            "Input records whose outputs await the broker's acknowledgement, by agent.",
+            "Input records processed since the agent's last checkpoint (not acknowledged yet:"
+            " their outputs and state await the broker), by agent.",
             ["agent"],
             registry=r,
         )
         self.inflight_oldest = Gauge(
             "forewarn_inflight_oldest_seconds",
-            "How long the oldest such record has waited, by agent.",
+            "How long the oldest such record has waited for its checkpoint, by agent.",
             ["agent"],
             registry=r,
         )

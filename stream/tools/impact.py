@@ -18,9 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from rules.records import Suppression
+from rules.records import Effects, Suppression
 from rules.ruleset import RuleSet
-from rules.session import Step
 from schemas import CustomerNotice, DeadLetter, InterventionTask, TaskChange
 
 
@@ -37,7 +36,7 @@ class Summary:
     received: dict[str, set[tuple[str, str]]] = field(default_factory=lambda: defaultdict(set))
     refused: dict[tuple[str, str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
 
-    def add(self, step: Step) -> None:
+    def add(self, step: Effects) -> None:
         for output in step.outputs:
             if isinstance(output, CustomerNotice):
                 self.notices[(output.rule_id, output.tier)] += 1
@@ -85,7 +84,7 @@ class Summary:
         }
 
 
-def write_suppressions(out: TextIO, step: Step) -> None:
+def write_suppressions(out: TextIO, step: Effects) -> None:
     for s in step.suppressed:
         out.write(json.dumps(s._asdict(), ensure_ascii=False) + "\n")
 

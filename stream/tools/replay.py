@@ -28,8 +28,9 @@ from typing import TextIO
 from pydantic import BaseModel, ValidationError
 
 from rules.agenda import DEFAULT_BOUNDS, TimeBounds
+from rules.records import Effects
 from rules.ruleset import RuleSet
-from rules.session import Session, Step
+from rules.session import Session
 from rules.tasks import FeedbackReason
 from schemas import (
     BillingEvent,
@@ -269,7 +270,7 @@ class _Run:
             ]
         return self.step(step, raw, received)
 
-    def step(self, step: Step, raw: RawRecord, received: datetime) -> list[Output]:
+    def step(self, step: Effects, raw: RawRecord, received: datetime) -> list[Output]:
         if self.work is not None:
             self.work.observe(step.outputs)
         if self.summary is not None:
