@@ -133,6 +133,7 @@ class Checkpointer:
         self.on_failure = on_failure
         self.interval, self.max_records = interval, max_records
         self.lock = asyncio.Lock()
+        self.recovery_lock = asyncio.Lock()
         self.events: list[Any] = []  # inputs since the last checkpoint, not acked
         self.sends: list[asyncio.Future[Any]] = []  # their outputs' acks
         self.since: float | None = None  # when the oldest of them was tracked
@@ -243,12 +244,17 @@ class Checkpointer:
             for table in self.tables:
                 table.forget(p)
 
-    async def assigned(self, partitions: set[int]) -> None:
+    async def assigned(self, partitions: set[int]) -> int:
         """Recover the partitions not ready yet; each is ready once all its
-        tables have caught up with their changelogs."""
+        tables have caught up with their changelogs. Returns the changelog
+        records read."""
+        async with self.recovery_lock:  # one recovery at a time: rebalances can follow closely
+            return await self._assigned(partitions)
+
+    async def _assigned(self, partitions: set[int]) -> int:
         new = sorted(p for p in partitions if p not in self.recovered)
         if not new:
-            return
+            return 0
         started = time.perf_counter()
         generation = self.generation
         now = time.time()
@@ -257,9 +263,9 @@ class Checkpointer:
             read = await self._recover(parts)
         except Exception as exc:
             self._fail(exc)
-            return
+            return 0
         if generation != self.generation:
-            return  # revoked while recovering: the next assignment catches up again
+            return read  # revoked while recovering: the next assignment catches up again
         for p in new:
             self.recovered.add(p)
             self.waiting.pop(p, asyncio.Event()).set()
@@ -270,6 +276,7 @@ class Checkpointer:
             read,
             time.perf_counter() - started,
         )
+        return read
 
     async def _recover(self, parts: dict[tuple[str, int], tuple[Table, Partition]]) -> int:
         reader = self.changelogs.reader()
