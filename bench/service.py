@@ -214,12 +214,32 @@ def cold_restart(r: Run) -> None:
     r.worker.stop()
 
 
+# Task changes sent because of the event in their `source_event_ids`; the
+# others (escalated, cleared, returned, closed by clearing, released, linked,
+# widened, feedback) follow a later event, a clock or an operator, so the
+# time since their source event is not how long detection took.
+DETECTING_CHANGES = frozenset({"opened", "held"})
+
+
+def is_detection(value: dict[str, Any]) -> bool:
+    """An output whose source event is what triggered it: a notice sent at
+    once (not one released after quiet hours: `deliver_after`), or a task
+    opened (or held by its guard) by its source event."""
+    if "notice_id" in value:
+        return value.get("deliver_after") is None
+    return value.get("change") in DETECTING_CHANGES
+
+
 def latencies(settings: Any, sent: Sent, since: float) -> dict[str, Any]:
-    """Output latency percentiles (ms) for the outputs of the events in `sent`:
-    from the send of the event whose processing produced the output (for a
-    tumbling window, the first event after the window's end, not the
-    window's own events) to the output's broker timestamp."""
+    """Detection latency percentiles (ms): for each output that is a
+    detection (`is_detection`), from the send of the event whose processing
+    produced it (for a tumbling window, the first event after the window's
+    end, not the window's own events) to the output's broker timestamp.
+    `all_outputs` gives the same figures over every output, policy delays
+    (quiet hours) and later changes of a task included, measured from their
+    source events the same way."""
     samples: list[float] = []
+    every: list[float] = []
     per_rule: dict[str, list[float]] = {}
     for value, ts in output_times(settings, ("customer_notices", "intervention_tasks"), 3.0):
         times = [sent.times[e] for e in value.get("source_event_ids", ()) if e in sent.times]
@@ -230,11 +250,14 @@ def latencies(settings: Any, sent: Sent, since: float) -> dict[str, Any]:
             times = [closed] if closed is not None else []
         if times and ts >= since:
             ms = (ts - max(times)) * 1000
-            samples.append(ms)
-            per_rule.setdefault(value["rule_id"], []).append(ms)
+            every.append(ms)
+            if is_detection(value):
+                samples.append(ms)
+                per_rule.setdefault(value["rule_id"], []).append(ms)
     return {
         **summary(samples),
         "by_rule": {rule: summary(got) for rule, got in sorted(per_rule.items())},
+        "all_outputs": summary(every),
     }
 
 

@@ -7,9 +7,10 @@ last 4 digits), and a filter masks any long run of digits left in a message
 
 A broker outage makes the Kafka clients log the same warning hundreds of
 times a second (1.7 million lines, 539 MB in 18 minutes, in one probe).
-`RateLimitFilter` lets one line per logger, level and message template
-through per interval, and the first line after the interval says how many
-were held back.
+`RateLimitFilter` lets one warning (or error) per logger, level and message
+template through per interval, and the first line after the interval says
+how many were held back. Information lines pass: they are the worker's own
+start-up and recovery steps, one per agent or partition.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class RateLimitFilter(logging.Filter):
         self.seen: dict[tuple[str, int, str], list[float]] = {}  # key -> [last passed, held]
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True  # information is rare by design: start-up and recovery steps
         # Clients often format their messages before logging them: the key is
         # the message's head with its numbers taken out.
         key = (record.name, record.levelno, _NUMBERS.sub("#", str(record.msg))[:48])

@@ -124,3 +124,19 @@ def test_the_live_view_masks_subscribers_and_shows_deferred_delivery() -> None:
     line = format_output("customer-notices", json.dumps(notice).encode())
     assert "*********1234" in line and "8613800001234" not in line
     assert "after 2026-11-21T08:00:00+08:00" in line
+
+
+def test_information_lines_are_not_held_back_only_warnings_are() -> None:
+    """Recovery logs one line per agent with the same template; none may be
+    taken for a storm (the network agent's line was held back once)."""
+    from stream.logs import RateLimitFilter
+
+    f = RateLimitFilter(interval=10.0, clock=lambda: 0.0)
+
+    def record(level: int) -> logging.LogRecord:
+        return logging.LogRecord(
+            "forewarn.checkpoint", level, "f", 1, "%s: recovered", ("a",), None
+        )
+
+    assert [f.filter(record(logging.INFO)) for _ in range(3)] == [True, True, True]
+    assert [f.filter(record(logging.WARNING)) for _ in range(3)] == [True, False, False]
