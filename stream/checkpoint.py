@@ -139,7 +139,6 @@ class Checkpointer:
         self.since: float | None = None  # when the oldest of them was tracked
         self.failed: BaseException | None = None
         self.recovered: set[int] = set()  # partitions ready to process
-        self.waiting: dict[int, asyncio.Event] = {}
         self.remaining: dict[tuple[str, int], int] = {}  # recovery: records left to read
         self.last_took = 0.0  # seconds, the last checkpoint
         self.generation = 0  # assignments seen; a recovery outlived by a revoke is void
@@ -148,10 +147,15 @@ class Checkpointer:
     # -- the agent's side ------------------------------------------------
 
     async def ready(self, partition: int) -> None:
-        """Return once `partition`'s state is recovered."""
-        if partition in self.recovered:
-            return
-        await self.waiting.setdefault(partition, asyncio.Event()).wait()
+        """Return once `partition`'s state is recovered, recovering it here if
+        no recovery has (a record can arrive before the assignment's recovery
+        starts, or after a rebalance voided it: waiting for one that never
+        comes would hold the record unacked, and Faust's rebalance waits for
+        every record it delivered to be acked)."""
+        while partition not in self.recovered:
+            if self.failed is not None:  # the worker is stopping: never process on partial state
+                await asyncio.Event().wait()
+            await self.assigned({partition})
 
     def track(self, event: Any, sends: Iterable[asyncio.Future[Any]]) -> None:
         """`event` was processed: it is acked at the next checkpoint."""
@@ -268,7 +272,6 @@ class Checkpointer:
             return read  # revoked while recovering: the next assignment catches up again
         for p in new:
             self.recovered.add(p)
-            self.waiting.pop(p, asyncio.Event()).set()
         log.info(
             "%s: partitions %s recovered, %d changelog records in %.2fs",
             self.name,
