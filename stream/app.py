@@ -143,7 +143,6 @@ class Wiring:
             frozenset({settings.topic("customer_profiles"), settings.topic("maintenance_windows")})
         )
         self.changelogs = Changelogs(settings)
-        self.background: list[asyncio.Future[Any]] = []  # recoveries, checkpoint loops
         self.state = {
             name: Checkpointer(
                 name,
@@ -158,16 +157,6 @@ class Wiring:
                 (NETWORK_AGENT, [self.network, self.members]),
             )
         }
-        self.supervisor = Supervisor(
-            app,
-            settings,
-            processor,
-            metrics,
-            reloader,
-            self.state,
-            {space: self.internal[processor.clocks[space]] for space in (SUBSCRIBERS, NETWORK)},
-        )
-        sup = self.supervisor
         p = processor
         self.spaces = {
             SUBSCRIBER_AGENT: {
@@ -189,6 +178,18 @@ class Wiring:
                 p.marks,
             },
         }
+        self.supervisor = Supervisor(
+            app,
+            settings,
+            processor,
+            metrics,
+            reloader,
+            self.state,
+            {space: self.internal[processor.clocks[space]] for space in (SUBSCRIBERS, NETWORK)},
+            self.changelogs,
+            self.spaces,
+        )
+        sup = self.supervisor
         subscriber_source = raw_topics(app, *sorted(self.spaces[SUBSCRIBER_AGENT]))
         network_source = raw_topics(app, *sorted(self.spaces[NETWORK_AGENT]))
         app.agent(subscriber_source, name=SUBSCRIBER_AGENT, concurrency=1)(self.subscriber_agent)
@@ -215,9 +216,9 @@ class Wiring:
             app.timer(interval=settings.rules_poll_seconds, name="forewarn-rules-poll")(
                 sup.poll_rules
             )
-        app.on_partitions_revoked.connect(cast(Any, self.on_revoked))
-        app.on_partitions_assigned.connect(cast(Any, self.on_assigned))
-        app.on_before_shutdown.connect(cast(Any, self.on_shutdown))
+        app.on_partitions_revoked.connect(cast(Any, sup.on_revoked))
+        app.on_partitions_assigned.connect(cast(Any, sup.on_assigned))
+        app.on_before_shutdown.connect(cast(Any, sup.on_shutdown))
         app.task(self.on_start)
 
     async def subscriber_agent(self, stream: Any) -> None:
@@ -323,48 +324,10 @@ class Wiring:
     def output_failed(self, exc: BaseException) -> None:
         self.supervisor.crash(exc)
 
-    def partitions_of(self, tps: Any) -> dict[str, set[int]]:
-        return {
-            agent: {tp.partition for tp in tps if tp.topic in topics}
-            for agent, topics in self.spaces.items()
-        }
-
-    async def on_revoked(self, sender: Any, *args: Any, **kwargs: Any) -> None:
-        """Partitions go (`args[0]`; Faust has waited for their inputs' acks,
-        so their state is checkpointed): stop using them."""
-        for agent, partitions in self.partitions_of(args[0]).items():
-            await self.state[agent].revoked(partitions)
-
-    async def on_assigned(self, sender: Any, *args: Any, **kwargs: Any) -> None:
-        """Recover the state of the partitions now held (`args[0]`) in the
-        background; an agent waits for a partition's recovery before
-        processing its records."""
-        for agent, partitions in self.partitions_of(args[0]).items():
-            self.spawn(self.state[agent].assigned(partitions))
-
-    async def on_shutdown(self, sender: Any, *args: Any, **kwargs: Any) -> None:
-        """After the consumer stopped: the last checkpoint. The databases
-        stay open until the process ends (an agent may still hold a record)."""
-        for state in self.state.values():
-            await state.close()
-        await self.changelogs.stop()
-
     async def on_start(self) -> None:
-        await self.changelogs.start()
-        for state in self.state.values():
-            self.spawn(state.run(self.urgent))
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self.supervisor.reload_rules)
-        self.supervisor.ready = True
-
-    def spawn(self, work: Any) -> None:
-        """Run `work` in the background, keeping a reference until it ends."""
-        self.background = [f for f in self.background if not f.done()]
-        self.background.append(asyncio.ensure_future(work))
-
-    def urgent(self) -> bool:
-        """A rebalance or a stop waits for the inputs' acks: checkpoint now."""
-        return bool(self.app.rebalancing or self.app.should_stop)
+        await self.supervisor.start()
 
 
 def raw_topics(app: faust.App, *names: str) -> Any:

@@ -6,6 +6,9 @@ handler call, so that the wiring itself is declarations and agents only.
   consumer lag, due keys, open/overdue/held tasks, maintenance windows,
   local state size; a stuck changelog recovery stops the worker; stalled
   partitions are sought back (`unstall`).
+- `start`, `on_assigned`, `on_revoked`, `on_shutdown`: each agent's
+  checkpoints, and the recovery and hand-over of its partitions' state
+  (`stream.checkpoint`).
 - `tick` (every `clock_tick_seconds`): index newly assigned partitions' due
   work, and send a clock record to each live partition whose due work a
   tick would fire.
@@ -26,7 +29,7 @@ import faust
 from faust.types import TP
 
 from stream.admin import committed_offsets
-from stream.checkpoint import Checkpointer
+from stream.checkpoint import Changelogs, Checkpointer
 from stream.connection import broker_reachable
 from stream.continuity import Progress, Since, recovery_progress, stalled, unchanged_since
 from stream.metrics import Metrics
@@ -57,10 +60,15 @@ class Supervisor:
         reloader: RuleReloader,
         state: dict[str, Checkpointer],
         clocks: dict[str, Any],
+        changelogs: Changelogs,
+        spaces: dict[str, set[str]],
     ) -> None:
         self.app, self.settings, self.processor = app, settings, processor
         self.metrics, self.reloader = metrics, reloader
         self.state, self.clocks = state, clocks
+        self.changelogs = changelogs
+        self.spaces = spaces  # agent -> the topics it reads
+        self.background: list[asyncio.Future[Any]] = []  # recoveries, checkpoint loops
         self.ready = False  # set once the app has started
         self.broker_ok = True  # the last reachability probe (observe)
         self.positions: dict[tuple[str, int], int] = {}  # last offset processed (the agents')
@@ -69,6 +77,51 @@ class Supervisor:
         self.metrics_queues: set[str] = set()  # queues with open tasks at the last look
         self.indexed: dict[str, set[int]] = {SUBSCRIBERS: set(), NETWORK: set()}
         self.rules_lock = asyncio.Lock()
+
+    # -- state: checkpoints and recovery (`stream.checkpoint`) --------------
+
+    async def start(self) -> None:
+        """At app start: the changelog producer, then each agent's checkpoints."""
+        await self.changelogs.start()
+        for state in self.state.values():
+            self.spawn(state.run(self.urgent))
+        self.ready = True
+
+    def urgent(self) -> bool:
+        """A rebalance or a stop waits for the inputs' acks: checkpoint now."""
+        return bool(self.app.rebalancing or self.app.should_stop)
+
+    def partitions_of(self, tps: Any) -> dict[str, set[int]]:
+        return {
+            agent: {tp.partition for tp in tps if tp.topic in topics}
+            for agent, topics in self.spaces.items()
+        }
+
+    async def on_revoked(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        """Partitions go (`args[0]`; Faust has waited for their inputs' acks,
+        so their state is checkpointed): stop using them."""
+        for agent, partitions in self.partitions_of(args[0]).items():
+            await self.state[agent].revoked(partitions)
+
+    async def on_assigned(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        """Recover the state of the partitions now held (`args[0]`) in the
+        background; a record of a partition not recovered yet waits for it."""
+        for agent, partitions in self.partitions_of(args[0]).items():
+            self.spawn(self.state[agent].assigned(partitions))
+
+    async def on_shutdown(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        """After the consumer stopped: the last checkpoint. The databases
+        stay open until the process ends (an agent may still hold a record)."""
+        for state in self.state.values():
+            await state.close()
+        await self.changelogs.stop()
+
+    def spawn(self, work: Any) -> None:
+        """Run `work` in the background, keeping a reference until it ends."""
+        self.background = [f for f in self.background if not f.done()]
+        self.background.append(asyncio.ensure_future(work))
+
+    # -- the rest ------------------------------------------------------------
 
     def crash(self, exc: BaseException) -> None:
         self.crashing = asyncio.ensure_future(self.app.crash(exc))
