@@ -228,3 +228,46 @@ def test_a_record_whose_recovery_a_rebalance_voided_recovers_its_partition_itsel
             Reader.gate = None
 
     asyncio.run(scenario())
+
+
+class CompactedReader(Reader):
+    """A changelog partition whose end offset is 6 while compaction left
+    records at offsets 1 and 3 only, the latter a deletion: the position
+    moves past the gaps, the last record does not reach the end."""
+
+    def __init__(self) -> None:
+        self.pos = 0
+
+    async def end_offsets(self, tps: Any) -> dict[Any, int]:
+        return {tp: 6 for tp in tps}
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.pos = offset
+
+    async def getmany(self, *tps: Any, timeout_ms: int, max_records: int) -> dict[Any, Any]:
+        if self.pos >= 6:
+            return {}
+        self.pos = 6
+        rec = type("Rec", (), {})
+        one, three = rec(), rec()
+        one.key, one.value, one.offset = b"a", b"a1", 1
+        three.key, three.value, three.offset = b"gone", None, 3
+        return {tps[0]: [one, three]}
+
+    async def position(self, tp: Any) -> int:
+        return self.pos
+
+
+def test_recovery_ends_at_the_end_offset_across_compaction_gaps(table: Table) -> None:
+    async def scenario() -> None:
+        changelogs = Changelogs()
+        changelogs.reader = CompactedReader  # type: ignore[method-assign]
+        table.partitions[0].write([(b"gone", b"old")], offset=-1)  # stale, before the changelog
+        table.partitions[0].offset = -1
+        cp = Checkpointer("agent", [table], changelogs, print)  # type: ignore[arg-type]
+        assert await asyncio.wait_for(cp.assigned({0}), 2) == 2
+        part = table.partitions[0]
+        assert (part.offset, part.get(b"a"), part.get(b"gone")) == (5, b"a1", None)
+        assert cp.recovering() == (False, 0)
+
+    asyncio.run(scenario())
