@@ -112,12 +112,21 @@ class Effects:
         self.rejected = self.rejected or other.rejected
 
 
+# built once: `json.dumps` with arguments builds an encoder per call, and
+# `json.loads` of bytes sniffs their encoding first (records are UTF-8)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+_DECODER = json.JSONDecoder()
+
+
 def encode_record(record: Record) -> bytes:
-    return json.dumps(record, separators=(",", ":")).encode()
+    return _ENCODER.encode(record).encode()
 
 
 def decode_record(data: bytes | str | None) -> Record:
-    return json.loads(data) if data else {}
+    if not data:
+        return {}
+    found: Record = _DECODER.decode(data.decode() if isinstance(data, bytes) else data)
+    return found
 
 
 @lru_cache(maxsize=8192)
