@@ -91,6 +91,9 @@ def create_app(
         web_metrics_enabled=False,
         web_in_thread=False,
         producer_linger_ms=5,
+        # a cell outage's notices go out together: in 16 KB batches (the
+        # default) the agent waits for a broker round trip every ~15 notices
+        producer_max_batch_size=PRODUCER_BATCH_BYTES,
         broker_commit_interval=1.0,
         # Faust's fetch loop also commits inline every N acked messages
         # (default 10,000): it stops fetching until the commit, which first
@@ -107,6 +110,7 @@ def create_app(
     return app
 
 
+PRODUCER_BATCH_BYTES = 256 * 1024
 COMMIT_EVERY_NEVER = 2**62  # acked messages between inline commits: never
 
 
@@ -143,6 +147,10 @@ class Wiring:
             frozenset({settings.topic("customer_profiles"), settings.topic("maintenance_windows")})
         )
         self.changelogs = Changelogs(settings)
+        # the per-record histograms' children, looked up once (a labels() call costs ~2 µs)
+        self.processing = {
+            agent: metrics.processing.labels(agent) for agent in (SUBSCRIBER_AGENT, NETWORK_AGENT)
+        }
         self.state = {
             name: Checkpointer(
                 name,
@@ -249,7 +257,7 @@ class Wiring:
             raw, table.get(p, raw.key) if raw.key else None, lambda key: table.get(p, key)
         )
         await self.apply(state, event, outcome, raw, table)
-        self.metrics.processing.labels(SUBSCRIBER_AGENT).observe(time.perf_counter() - started)
+        self.processing[SUBSCRIBER_AGENT].observe(time.perf_counter() - started)
 
     async def network_record(self, state: Checkpointer, event: Any) -> None:
         started = time.perf_counter()
@@ -266,7 +274,7 @@ class Wiring:
                 lambda k: members.get(p, k),
             )
         await self.apply(state, event, outcome, raw, network)
-        self.metrics.processing.labels(NETWORK_AGENT).observe(time.perf_counter() - started)
+        self.processing[NETWORK_AGENT].observe(time.perf_counter() - started)
 
     async def with_missing(self, event: Any) -> list[Any]:
         """The records Faust failed to deliver before this one, then this one
