@@ -23,6 +23,7 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import faust
@@ -230,22 +231,25 @@ class Wiring:
         app.task(self.on_start)
 
     async def subscriber_agent(self, stream: Any) -> None:
-        state = self.state[SUBSCRIBER_AGENT]
-        async for event in stream.noack().events():
-            for e in await self.with_missing(event):
-                await state.ready(e.message.partition)
-                async with state.lock:
-                    await self.subscriber_record(state, e)
-                if state.full():
-                    await state.checkpoint()
+        await self.consume(stream, self.state[SUBSCRIBER_AGENT], self.subscriber_record)
 
     async def network_agent(self, stream: Any) -> None:
-        state = self.state[NETWORK_AGENT]
+        await self.consume(stream, self.state[NETWORK_AGENT], self.network_record)
+
+    async def consume(
+        self,
+        stream: Any,
+        state: Checkpointer,
+        record: Callable[[Checkpointer, Any], Awaitable[None]],
+    ) -> None:
+        """An agent's loop: each record once its partition is recovered,
+        under the checkpoint lock; a checkpoint at once when the agent holds
+        as many unacked records as it may."""
         async for event in stream.noack().events():
             for e in await self.with_missing(event):
                 await state.ready(e.message.partition)
                 async with state.lock:
-                    await self.network_record(state, e)
+                    await record(state, e)
                 if state.full():
                     await state.checkpoint()
 

@@ -89,19 +89,20 @@ class Changelogs:
         producer = self.producer
         assert producer is not None
         sent: list[tuple[asyncio.Future[Any], int]] = []
-        batch = producer.create_batch()
-        for key, value in changes:
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                if batch.record_count() == 0:
-                    raise ValueError(f"a {topic} record of {len(value or b'')} bytes is too large")
-                count = batch.record_count()
-                sent.append((await producer.send_batch(batch, topic, partition=partition), count))
-                batch = producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    raise ValueError(f"a {topic} record of {len(value or b'')} bytes is too large")
-        if batch.record_count():
+
+        async def send(batch: Any) -> None:
             count = batch.record_count()
             sent.append((await producer.send_batch(batch, topic, partition=partition), count))
+
+        batch = producer.create_batch()
+        for key, value in changes:
+            while batch.append(key=key, value=value, timestamp=None) is None:
+                if batch.record_count() == 0:  # not even alone in a batch
+                    raise ValueError(f"a {topic} record of {len(value or b'')} bytes is too large")
+                await send(batch)
+                batch = producer.create_batch()
+        if batch.record_count():
+            await send(batch)
         return sent
 
     def reader(self) -> AIOKafkaConsumer:
@@ -140,7 +141,6 @@ class Checkpointer:
         self.failed: BaseException | None = None
         self.recovered: set[int] = set()  # partitions ready to process
         self.remaining: dict[tuple[str, int], int] = {}  # recovery: records left to read
-        self.last_took = 0.0  # seconds, the last checkpoint
         self.generation = 0  # assignments seen; a recovery outlived by a revoke is void
         self.closed = False  # the worker is shutting down: no more checkpoints
 
@@ -203,7 +203,6 @@ class Checkpointer:
     async def _checkpoint(self) -> bool:
         if self.failed is not None or self.closed:
             return False
-        started = time.perf_counter()
         events, sends = self.events, self.sends
         self.events, self.sends, self.since = [], [], None
         try:
@@ -225,7 +224,6 @@ class Checkpointer:
             return False
         for event in events:  # 4
             event.ack()
-        self.last_took = time.perf_counter() - started
         return True
 
     def _fail(self, exc: BaseException) -> None:

@@ -96,9 +96,10 @@ NETWORK = "network"
 @dataclass
 class Outcome:
     """What to do for one input record: send `outputs` and `internal`
-    records, then, once they are acknowledged, write `record`/`members`
-    (`stream.inflight`). Writing state last means a crash in between replays
-    the input and resends the same outputs with the same ids."""
+    records and write `record`/`members`/`others` to the store; the next
+    checkpoint makes them durable in that order, outputs first
+    (`stream.checkpoint`), so a crash in between replays the input and
+    resends the same outputs with the same ids."""
 
     outputs: list[OutputRecord] = field(default_factory=list)
     internal: list[tuple[str, bytes, bytes]] = field(default_factory=list)  # topic, key, value
