@@ -109,8 +109,15 @@ NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 def traffic(subscribers: int, events: int, batch: int) -> Iterator[tuple[str, str | None, Any]]:
-    records = simulate(Population(subscribers), events, incidents_every=5000)
-    return batched(records, batch) if batch > 1 else records
+    """Profiles one per record (as `bench.compare` sends them), then the
+    events, batched when asked."""
+    population = Population(subscribers)
+    yield from (
+        ("customer-profiles", population.subscriber_id(i), population.profile(i))
+        for i in range(subscribers)
+    )
+    records = simulate(population, events, profiles=False, incidents_every=5000)
+    yield from batched(records, batch) if batch > 1 else records
 
 
 def run(settings: Settings, subscribers: int, events: int, batch: int) -> dict[str, Any]:

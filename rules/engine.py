@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 from rules.guard import Budget
 from rules.identity import detection_id, resolution_id, task_id
 from rules.model import Audience, DedupScope, KeyField, Source
-from rules.names import profile_env
+from rules.names import fields_env, profile_env
 from rules.places import local_timezone
 from rules.ruleset import Persist, Plan, Rule, RuleSet, Tier
 from rules.tasks import (
@@ -172,52 +172,66 @@ def area_of(event: InputEvent) -> str:
     return str(area)
 
 
+_MONTHS: dict[int, str] = {}  # UTC day number -> "YYYY-MM"
+
+
 def cycle_of(event: InputEvent) -> str:
     if isinstance(event, UsageEvent):
         return event.cycle_id
-    return event.event_time.astimezone(_UTC).strftime("%Y-%m")
+    t = event.event_time.timestamp()
+    day = int(t // 86400)
+    month = _MONTHS.get(day)
+    if month is None:
+        month = _MONTHS[day] = datetime.fromtimestamp(t, _UTC).strftime("%Y-%m")
+    return month
 
 
-def _quota(event: UsageEvent, profile: CustomerProfile) -> float | None:
+def _quota(event: UsageEvent, profile: CustomerProfile | None) -> float | None:
     if event.cycle_quota is not None:
         return event.cycle_quota
-    plan = profile.plan
+    plan = profile.plan if profile is not None else None
     if plan is None:
         return None
-    return {
-        Service.DATA: plan.data_quota_mb,
-        Service.VOICE: plan.voice_quota_min,
-        Service.SMS: plan.sms_quota,
-    }[event.service]
+    service = event.service
+    if service is Service.DATA:
+        return plan.data_quota_mb
+    return plan.voice_quota_min if service is Service.VOICE else plan.sms_quota
 
 
 def _accumulate(state: State, event: UsageEvent) -> tuple[dict[str, Any], float]:
     """Per subscriber, service and cycle: charging's `cycle_used` when given,
     else the running sum of `volume`. Keeps the two most recent cycles."""
-    acc: dict[str, dict[str, float]] = {k: dict(v) for k, v in state.get("acc", {}).items()}
-    cycle = acc.setdefault(event.cycle_id, {})
+    old: dict[str, dict[str, float]] = state.get("acc", {})
+    cycle = dict(old.get(event.cycle_id, {}))
+    service = event.service.value
     if event.cycle_used is not None:
         used = event.cycle_used
     else:
-        used = cycle.get(event.service.value, 0.0) + event.volume
-    cycle[event.service.value] = used
+        used = cycle.get(service, 0.0) + event.volume
+    cycle[service] = used
+    if event.cycle_id in old or not old:  # the cycles kept stay the same
+        return {**old, event.cycle_id: cycle}, used
+    acc = {**old, event.cycle_id: cycle}
     keep = sorted(acc)[-2:]
     return {k: acc[k] for k in keep}, used
 
 
+# a subscriber with no profile yet is read with the default one (its
+# `profile.*` names do not depend on who it is)
+_DEFAULT_PROFILE_ENV = profile_env(default_profile("-"))
+
+
 def event_env(
-    event: InputEvent, profile: CustomerProfile, state: State
+    event: InputEvent, profile: CustomerProfile | None, state: State
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Names an expression can read for this event, and the new usage
-    accumulator (usage events only)."""
-    env: dict[str, Any] = {
-        name: (v.value if isinstance(v, StrEnum) else v)
-        for name, v in event.__dict__.items()
-        if not isinstance(v, datetime)
-    }
-    env["event_time"] = event.event_time.timestamp()
+    """Names an expression can read for this event (`rules.names`), and
+    the new usage accumulator (usage events only). Only subscriber events
+    read a profile (None: the default one); a cell or a line has none."""
+    env = fields_env(event)
     env["cycle"] = cycle_of(event)
-    env.update(profile_env(profile))
+    if isinstance(event, NetworkQualityEvent):
+        return env, None
+    env.update(profile_env(profile) if profile is not None else _DEFAULT_PROFILE_ENV)
     acc = None
     if isinstance(event, UsageEvent):
         acc, used = _accumulate(state, event)
@@ -284,14 +298,12 @@ def _compute(
     if rule.members is not None:
         ss["grp"], counts, affected = _group_step(ss.get("grp"), rule, env, t)
         env = {**env, **counts}
-    values = []
-    for m in rule.measures:
-        v = m.expr.evaluate(env)
-        values.append(float(v) if isinstance(v, int | float) and not isinstance(v, bool) else v)
+    values = [_number(m.expr.evaluate(env)) for m in rule.measures]
     scope = dict(env)
     sources: tuple[str, ...] = (event_id,)  # the events behind a detection
     if rule.window is None:
-        scope.update({m.name: v for m, v in zip(rule.measures, values, strict=True)})
+        for m, v in zip(rule.measures, values):  # noqa: B905 (one value per measure)
+            scope[m.name] = v
     elif rule.window[0] == "sliding":
         entries = sliding_step(ss.get("win"), t, values, rule.window[1])
         if entries is None:
@@ -331,6 +343,12 @@ def _compute(
         scope.update(previous=prev, current=current, changed=current != prev)
         ss["chg"] = {"value": current}
     return _Computed(_Step.READY, ss, scope, sources, affected=affected)
+
+
+def _number(v: Any) -> Any:
+    """A measure's value: numbers as floats (bools and the rest as they are)."""
+    t = type(v)
+    return float(v) if t is int or (t is not bool and isinstance(v, int | float)) else v
 
 
 MAX_MEMBERS = 4096  # lines kept per area: a PON port has at most a few hundred
@@ -737,8 +755,7 @@ def evaluate(
         result.decisions.append(Decision("*", None, Reason.DUPLICATE_EVENT))
         return old, result
     key = area_of(event) if area else key_of(event)
-    prof = profile or default_profile(getattr(event, "subscriber_id", None) or key)
-    env, acc = event_env(event, prof, old)
+    env, acc = event_env(event, profile, old)
     new: State = {**old, "seen": [*seen[-(RECENT_EVENT_IDS - 1) :], event.event_id]}
     if acc is not None:
         new["acc"] = acc
@@ -884,20 +901,24 @@ def _tiers_phase(
     previous = rule_states.get(rule.id)
     if previous is not None and previous.get("shape") != rule.state_shape:
         previous = None  # the rule's meaning changed: start its state afresh
-    before = (len(result.tasks), len(result.intents), len(result.fired), len(result.transitions))
-    tasks_before = (dict(book.open), list(book.closed))
     try:
         conds = [bool(tier.when.evaluate(scope)) for tier in rule.tiers]
         clear_cond = rule.clear is not None and bool(rule.clear.when.evaluate(scope))
-        if previous is None and not clear_cond and not any(conds):
-            return  # fresh and nothing holds: stays fresh
+    except Exception as exc:  # one broken rule must not stop the others
+        result.failures.append(RuleFailure(rule.id, f"{type(exc).__name__}: {exc}"))
+        return
+    if previous is None and not clear_cond and not any(conds):
+        return  # fresh and nothing holds: stays fresh
+    before = (len(result.tasks), len(result.intents), len(result.fired), len(result.transitions))
+    tasks_before = (dict(book.open), list(book.closed))
+    try:
         rs = _copy_rule_state(previous, rule)
         run(rs=rs).tiers(scope, conds, clear_cond)
         if _is_fresh(rs):
             rule_states.pop(rule.id, None)
         else:
             rule_states[rule.id] = rs
-    except Exception as exc:  # one broken rule must not stop the others
+    except Exception as exc:  # its outputs and task changes are undone
         del result.tasks[before[0] :], result.intents[before[1] :], result.fired[before[2] :]
         del result.transitions[before[3] :]
         book.open, book.closed = tasks_before

@@ -13,13 +13,86 @@ loader accepts and what a rule sees at run time cannot drift apart.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from enum import Enum
+from typing import Any, get_args
 
-from schemas import CustomerProfile, default_profile
+from pydantic import BaseModel
+
+from rules.model import Source
+from schemas import BillingEvent, CustomerProfile, NetworkQualityEvent, UsageEvent, default_profile
+
+EVENT_MODELS: dict[Source, type[BaseModel]] = {
+    Source.USAGE: UsageEvent,
+    Source.BILLING: BillingEvent,
+    Source.NETWORK_QUALITY: NetworkQualityEvent,
+}
+# an event's fields, by name (`event_time` as epoch seconds)
+EVENT_FIELDS: dict[Source, frozenset[str]] = {
+    source: frozenset(model.model_fields) for source, model in EVENT_MODELS.items()
+}
+# names the engine derives for an event's rules
+DERIVED: dict[Source, frozenset[str]] = {
+    Source.USAGE: frozenset({"quota", "cycle"}),
+    Source.BILLING: frozenset({"cycle"}),
+    Source.NETWORK_QUALITY: frozenset({"cycle"}),
+}
+
+
+def _types_in(annotation: Any) -> list[Any]:
+    args = get_args(annotation)
+    return [t for a in args for t in _types_in(a)] if args else [annotation]
+
+
+def _shape(model: type[BaseModel]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A model's enumeration fields (read as their values) and time fields
+    (left out: `event_time` is given as epoch seconds)."""
+    enums, times = [], []
+    for name, info in model.model_fields.items():
+        types = [t for t in _types_in(info.annotation) if isinstance(t, type)]
+        if any(issubclass(t, Enum) for t in types):
+            enums.append(name)
+        elif any(issubclass(t, datetime) for t in types):
+            times.append(name)
+    return tuple(enums), tuple(times)
+
+
+_SHAPES = {model: _shape(model) for model in EVENT_MODELS.values()}
+
+
+def fields_env(event: BaseModel) -> dict[str, Any]:
+    """The names of an event's own fields, as its rules read them (one
+    dict copy and a fix-up of the few enumeration and time fields)."""
+    enums, times = _SHAPES[type(event)]
+    env = dict(event.__dict__)
+    for name in times:
+        del env[name]
+    for name in enums:
+        value = env[name]
+        if value is not None:
+            env[name] = value.value
+    env["event_time"] = event.__dict__["event_time"].timestamp()
+    return env
+
+
+_PROFILE_ENVS: dict[int, tuple[CustomerProfile, dict[str, Any]]] = {}
+_MAX_PROFILE_ENVS = 1024  # hot subscribers; more would cost more in GC than it saves
 
 
 def profile_env(profile: CustomerProfile) -> dict[str, Any]:
-    """The `profile.*` names of one subscriber."""
+    """The `profile.*` names of one subscriber (do not mutate: kept per
+    profile object, as profiles are parsed once per text and shared)."""
+    found = _PROFILE_ENVS.get(id(profile))
+    if found is not None and found[0] is profile:
+        return found[1]
+    env = _profile_env(profile)
+    if len(_PROFILE_ENVS) >= _MAX_PROFILE_ENVS:
+        _PROFILE_ENVS.clear()
+    _PROFILE_ENVS[id(profile)] = (profile, env)  # the profile is kept: its id stays its own
+    return env
+
+
+def _profile_env(profile: CustomerProfile) -> dict[str, Any]:
     plan = profile.plan
     return {
         "profile.segment": profile.segment.value,
@@ -35,4 +108,4 @@ def profile_env(profile: CustomerProfile) -> dict[str, Any]:
     }
 
 
-PROFILE_NAMES = frozenset(profile_env(default_profile("x")))
+PROFILE_NAMES = frozenset(_profile_env(default_profile("x")))

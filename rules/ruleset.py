@@ -31,20 +31,10 @@ from rules.model import (
     Source,
     TaskSpec,
 )
-from rules.names import PROFILE_NAMES
+from rules.names import DERIVED, EVENT_FIELDS, PROFILE_NAMES
 from rules.templates import TemplateError, check_template
 from schemas import BillingEvent, CustomerProfile, NetworkQualityEvent, Severity, UsageEvent
 
-EVENT_FIELDS: dict[Source, frozenset[str]] = {
-    Source.USAGE: frozenset(UsageEvent.model_fields),
-    Source.BILLING: frozenset(BillingEvent.model_fields),
-    Source.NETWORK_QUALITY: frozenset(NetworkQualityEvent.model_fields),
-}
-DERIVED: dict[Source, frozenset[str]] = {
-    Source.USAGE: frozenset({"quota", "cycle"}),
-    Source.BILLING: frozenset({"cycle"}),
-    Source.NETWORK_QUALITY: frozenset({"cycle"}),
-}
 DETECTION_NAMES = frozenset({"rule_id", "tier", "key"})
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from typing import Any, TypeVar
@@ -41,6 +41,10 @@ class RawRecord:
     key: bytes | None
     value: bytes | None
     index: int | None = None  # position within a batch
+
+    def item(self, index: int) -> RawRecord:
+        """The coordinates of a batch's `index`th item."""
+        return RawRecord(self.topic, self.partition, self.offset, self.key, self.value, index)
 
     @property
     def where(self) -> str:
@@ -137,7 +141,7 @@ class Problems:
             return None
         if len(self.items) == 1:
             index, kind, message = self.items[0]
-            at = replace(self.raw, index=index) if self.batch else self.raw
+            at = self.raw.item(index) if self.batch else self.raw
             return dead_letter(at, kind, message, received_at)
         kinds: dict[DeadLetterReason, list[tuple[int, str]]] = {}
         for index, kind, message in self.items:
@@ -173,12 +177,13 @@ def events_of(
     decoded = decode_many(raw, model)
     problems = Problems(raw, batch=len(decoded) > 1 or (raw.value or b"").lstrip()[:1] == b"[")
     good: list[tuple[RawRecord, M]] = []
+    record_key = None if raw.key is None else raw.key.decode("utf-8", "replace")
     for i, item in enumerate(decoded):
         if isinstance(item, tuple):
             problems.add(i, *item)
             continue
         key, field_name = key_of(item)
-        if raw.key is None or raw.key.decode("utf-8", "replace") != key:
+        if key != record_key:
             problems.add(
                 i,
                 DeadLetterReason.KEY_MISMATCH,
@@ -186,7 +191,7 @@ def events_of(
                 " state is partitioned by it",
             )
             continue
-        good.append((replace(raw, index=i) if problems.batch else raw, item))
+        good.append((raw.item(i) if problems.batch else raw, item))
     return good, problems
 
 

@@ -30,8 +30,9 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel
@@ -89,6 +90,7 @@ from stream.workload import Workload
 log = logging.getLogger("forewarn.processor")
 Clock = Callable[[], datetime]
 Lookup = Callable[[bytes], bytes | None]
+_EVENTS = (UsageEvent, BillingEvent, NetworkQualityEvent)
 SUBSCRIBERS = "subscribers"
 NETWORK = "network"
 
@@ -118,6 +120,12 @@ def no_record(key: bytes) -> bytes | None:
     return None
 
 
+def _spent(lookup: Lookup, key: bytes) -> dict[str, Any] | None:
+    """A partition's guard budget counters, from its record."""
+    spent: dict[str, Any] | None = decode_record(lookup(key)).get("spent")
+    return spent
+
+
 class _Work:
     """The records one input record touches in its partition: its key's,
     and other keys' (due work, a batch of intents), each decoded once and
@@ -139,9 +147,9 @@ class _Work:
         # the partition's guard budget, its own record in the partition's table
         # (the key names the partition: writes in flight are looked up by key)
         self.budget_key = f"{BUDGET_KEY}:{raw.partition}".encode()
-        self.budget = Budget(
-            partitions=partitions, load=lambda: self.get(self.budget_key).get("spent")
-        )
+        # (read through `lookup`, not `self`: a closure over `self` would make
+        # every record's work a reference cycle, left to the garbage collector)
+        self.budget = Budget(partitions=partitions, load=partial(_spent, lookup, self.budget_key))
 
     def get(self, key: bytes) -> Record:
         if key not in self.records:
@@ -324,38 +332,38 @@ class Processor:
         total = len(good) + len(problems.items)
         if total > 1:
             self.consumed_of(raw.topic).inc(total - 1)
+        partition = raw.partition if raw.partition is not None else -1
+        agenda = self.agendas[work.space]
+        now_s = now.timestamp()
+        key = raw.key
+        assert key is not None
+        members = work.members(key)
+        observe = self.engine_time.observe
         for at, event in good:
-            assert isinstance(event, UsageEvent | BillingEvent | NetworkQualityEvent)
+            assert isinstance(event, _EVENTS)
             start = time.perf_counter()
             t = event.event_time.timestamp()
-            partition = raw.partition if raw.partition is not None else -1
-            agenda = self.agendas[work.space]
-            implausible = agenda.implausible(partition, t, now.timestamp(), self.bounds)
+            implausible = agenda.implausible(partition, t, now_s, self.bounds)
             if implausible is not None:  # moves no clock and no state
                 problems.add(at.index or 0, DeadLetterReason.IMPLAUSIBLE_TIME, implausible)
                 continue
             self._fire_due(work, t, now, outcome)
-            assert raw.key is not None
-            if work.space == SUBSCRIBERS and "profile" not in work.get(raw.key):
+            current = work.get(key)
+            if work.space == SUBSCRIBERS and "profile" not in current:
                 # evaluated with the default profile: a profile not sent yet, or in flight
                 self.metrics.without_profile.labels(self.sources.get(raw.topic, "unknown")).inc()
             record, effects = apply_event(
-                work.get(raw.key),
-                event,
-                self.rules,
-                created_at=now,
-                members=work.members(raw.key),
-                budget=work.budget,
+                current, event, self.rules, created_at=now, members=members, budget=work.budget
             )
-            work.put(raw.key, record)
-            self._merge(outcome, self._outcome(at, effects, now))
+            work.put(key, record)
+            self._outcome(at, effects, now, outcome)
             self._fire_due(work, None, now, outcome)
             if goes_to_area(event, self.rules):  # again for its area, in the area's partition
                 assert isinstance(event, NetworkQualityEvent) and event.area_id is not None
                 outcome.internal.append(
                     (self.area_samples, event.area_id.encode(), event.model_dump_json().encode())
                 )
-            self.engine_time.observe(time.perf_counter() - start)
+            observe(time.perf_counter() - start)
         self._refused(problems, total, now, outcome)
         return work.finish(outcome)
 
@@ -392,7 +400,7 @@ class Processor:
             work.put(k, record)
             if work.space == NETWORK:
                 self.workload[NETWORK].window(partition, key, record.get("maint"))
-            self._merge(outcome, self._outcome(work.raw, effects, now))
+            self._outcome(work.raw, effects, now, outcome)
 
     def _tick(self, raw: RawRecord, work: _Work, now: datetime) -> Outcome:
         """A clock record from the live trigger: `{"at": RFC 3339}`."""
@@ -497,7 +505,7 @@ class Processor:
             work.get(raw.key), event, self.rules, created_at=now, budget=work.budget
         )
         work.put(raw.key, record)
-        self._merge(outcome, self._outcome(raw, effects, now))
+        self._outcome(raw, effects, now, outcome)
         self._fire_due(work, None, now, outcome)
         return work.finish(outcome)
 
@@ -512,11 +520,6 @@ class Processor:
         work.put(raw.key, record)
         outcome = self._outcome(raw, effects, now)
         return work.finish(outcome)
-
-    @staticmethod
-    def _merge(outcome: Outcome, done: Outcome) -> None:
-        outcome.outputs.extend(done.outputs)
-        outcome.internal.extend(done.internal)
 
     def _intents(
         self, raw: RawRecord, current: bytes | None, lookup: Lookup, now: datetime
@@ -536,7 +539,7 @@ class Processor:
             if isinstance(intent, tuple):
                 problems.add(i, *intent)
                 continue
-            at = replace(raw, index=i) if problems.batch else raw
+            at = raw.item(i) if problems.batch else raw
             sid = self._intent_subscriber(at, intent, now)
             if isinstance(sid, Outcome):
                 outcome.outputs.extend(sid.outputs)
@@ -546,7 +549,7 @@ class Processor:
                 work.get(sid), sid.decode("utf-8", "replace"), intent, self.rules, created_at=now
             )
             work.put(sid, record)
-            self._merge(outcome, self._outcome(at, effects, now))
+            self._outcome(at, effects, now, outcome)
             self._fire_due(work, None, now, outcome)
         self._refused(problems, len(decoded), now, outcome)
         return work.finish(outcome)
@@ -602,9 +605,12 @@ class Processor:
 
     # -- outputs and metrics ----------------------------------------------------
 
-    def _outcome(self, raw: RawRecord, effects: Effects, now: datetime) -> Outcome:
+    def _outcome(
+        self, raw: RawRecord, effects: Effects, now: datetime, outcome: Outcome | None = None
+    ) -> Outcome:
+        """`effects` as records to send (added to `outcome` when given), counted."""
         m = self.metrics
-        outcome = Outcome()
+        outcome = Outcome() if outcome is None else outcome
         m.evaluations.add(effects.evaluated)
         for rule_id, tier in effects.fired:
             m.firings.labels(rule_id, tier).inc()
