@@ -36,6 +36,7 @@ from stream.processor import Outcome, Processor
 from stream.settings import DEFAULT_RULES_DIR, Settings
 from stream.tools.feed import encode_value, physical_topic
 from stream.tools.simulate import Population, simulate
+from stream.worker import settle_heap
 
 
 class Bench:
@@ -122,6 +123,7 @@ def traffic(subscribers: int, events: int, batch: int) -> Iterator[tuple[str, st
 
 def run(settings: Settings, subscribers: int, events: int, batch: int) -> dict[str, Any]:
     bench = Bench(settings)
+    settle_heap()  # as the worker does once started
     profiles = 0
     loading = 0.0
     for topic, key, value in traffic(subscribers, events, batch):
