@@ -5,7 +5,8 @@ test` all call this same function, so the same input gives the same outputs
 with the same ids.
 
 State is one JSON-compatible dict per key (subscriber, cell or line), read
-and written once per event whatever the number of rules:
+and written once per event whatever the number of rules (every name is
+spelled out in `rules.state.EngineState`):
 
     {"seen": [recent event ids], "acc": {cycle: {service: used}},
      "series": {series_id: {"win", "base", "chg"}},

@@ -1,8 +1,10 @@
 """Per-key records and the pure steps that update them: the one place where
 engine, notice policy, profiles and the cell index meet. The worker keeps
-records in Faust tables (one agent owns each table), `forewarn replay` and
-`forewarn rules test` keep them in dicts; both call these functions, so both
-produce the same outputs with the same ids.
+records in its state store (`stream.store`, one agent owns each table),
+`forewarn replay` and `forewarn rules test` keep them in dicts; both call
+these functions, so both produce the same outputs with the same ids. The
+layout of a record, with the meaning of every stored name and its version,
+is `rules.state`.
 
 Two key spaces, each record read once and written once per input:
 
@@ -46,6 +48,7 @@ from rules.engine import (
 from rules.guard import Budget
 from rules.policy import PolicyReason, deliver, next_release, release
 from rules.ruleset import RuleSet
+from rules.state import migrate, stamp
 from rules.tasks import Book, FeedbackReason, TaskEffects, Transition, link
 from schemas import (
     CellMembership,
@@ -62,7 +65,7 @@ from schemas import (
     default_profile,
 )
 
-Record = dict[str, Any]
+Record = dict[str, Any]  # laid out as `rules.state.KeyRecord`
 Output = CustomerNotice | InterventionTask
 
 
@@ -119,14 +122,15 @@ _DECODER = json.JSONDecoder()
 
 
 def encode_record(record: Record) -> bytes:
-    return _ENCODER.encode(record).encode()
+    """A record as stored, stamped with its layout version (`rules.state`)."""
+    return _ENCODER.encode(stamp(record)).encode()
 
 
 def decode_record(data: bytes | str | None) -> Record:
+    """A stored record in this version's layout (`rules.state.migrate`)."""
     if not data:
         return {}
-    found: Record = _DECODER.decode(data.decode() if isinstance(data, bytes) else data)
-    return found
+    return migrate(_DECODER.decode(data.decode() if isinstance(data, bytes) else data))
 
 
 @lru_cache(maxsize=8192)

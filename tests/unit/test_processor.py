@@ -425,3 +425,22 @@ def test_a_maintenance_window_is_kept_by_its_target_and_silences_its_red_cell() 
         record = out.record or record
     wrong = p.network(raw("maintenance_windows", "C2", window), None)
     assert [json.loads(r.value)["error_type"] for r in wrong.outputs] == ["key_mismatch"]
+
+
+def test_records_carry_their_layout_version_and_a_newer_one_is_refused_not_misread() -> None:
+    p = processor()
+    first = p.subscriber(raw("usage_events", "s1", usage("s1", 850)), None).record
+    assert first is not None and json.loads(first)["v"] == 2
+    # written before versions were stored (no "v"): read as is, the event is a duplicate
+    unversioned = json.dumps({k: v for k, v in json.loads(first).items() if k != "v"})
+    assert (
+        p.subscriber(raw("usage_events", "s1", usage("s1", 850)), unversioned.encode()).outputs
+        == []
+    )
+    # written by a newer Forewarn: the input goes to dead-letters with why, the state is kept
+    newer = json.dumps({**json.loads(first), "v": 3}).encode()
+    out = p.subscriber(raw("usage_events", "s1", usage("s1", 950, n=2)), newer)
+    assert topics(out) == ["dead-letters"] and out.record is None
+    letter = json.loads(out.outputs[0].value)
+    assert "layout version 3" in letter["error_message"]
+    assert "newer Forewarn" in letter["error_message"]
