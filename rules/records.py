@@ -25,12 +25,13 @@ subscriber-keyed Kafka topic in the worker) and applies `apply_intent`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Literal, NamedTuple
+
+from pydantic_core import from_json, to_json
 
 from rules import maintenance
 from rules.engine import (
@@ -115,22 +116,23 @@ class Effects:
         self.rejected = self.rejected or other.rejected
 
 
-# built once: `json.dumps` with arguments builds an encoder per call, and
-# `json.loads` of bytes sniffs their encoding first (records are UTF-8)
-_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
-_DECODER = json.JSONDecoder()
+# Records are compact UTF-8 JSON, read and written with pydantic-core's
+# JSON codec (the one pydantic validates events with): 2-3x faster than the
+# standard library's, same values (non-ASCII text is written as UTF-8, not
+# escaped; either is read back the same).
 
 
 def encode_record(record: Record) -> bytes:
     """A record as stored, stamped with its layout version (`rules.state`)."""
-    return _ENCODER.encode(stamp(record)).encode()
+    return to_json(stamp(record))
 
 
 def decode_record(data: bytes | str | None) -> Record:
     """A stored record in this version's layout (`rules.state.migrate`)."""
     if not data:
         return {}
-    return migrate(_DECODER.decode(data.decode() if isinstance(data, bytes) else data))
+    found: Record = from_json(data)
+    return migrate(found)
 
 
 @lru_cache(maxsize=8192)
@@ -434,11 +436,11 @@ def apply_membership(members: list[str], change: CellMembership) -> list[str]:
 
 
 def encode_members(members: list[str]) -> bytes:
-    return json.dumps(members, separators=(",", ":")).encode()
+    return to_json(members)
 
 
 def decode_members(data: bytes | None) -> list[str]:
-    return list(json.loads(data)) if data else []
+    return list(from_json(data)) if data else []
 
 
 MAX_AFFECTED = 5000  # ids listed in a cell task: ~100 KB, well inside a Kafka record
