@@ -6,9 +6,10 @@ to localhost with the table/router/graph/stats views off.
 
 Agents are a few lines each: wait until the record's partition is
 recovered, read the key's record from the agent's tables (`stream.store`),
-let the `Processor` do the work, send the outputs without awaiting their
-acks, write the new records to the tables and hand the input to the agent's
-`Checkpointer`, which acks it once its outputs and state are durable
+let the `Processor` do the work, queue the outputs on the checkpoint's
+producer without awaiting their acks, write the new records to the tables
+and hand the input to the agent's `Checkpointer`, which acks it once its
+outputs and state are durable
 (`stream.checkpoint`). Each agent runs with concurrency 1 and is the only
 writer of its tables, so a record is never updated by two coroutines at once.
 
@@ -132,10 +133,10 @@ class Wiring:
         reloader: RuleReloader,
     ) -> None:
         self.app, self.settings, self.processor, self.metrics = app, settings, processor, metrics
-        self.outputs = {
-            OutputTopic.CUSTOMER_NOTICES: raw_topic(app, settings.topic("customer_notices")),
-            OutputTopic.INTERVENTION_TASKS: raw_topic(app, settings.topic("intervention_tasks")),
-            OutputTopic.DEAD_LETTERS: raw_topic(app, settings.topic("dead_letters")),
+        self.outputs = {  # sent by the checkpoint's producer (`Changelogs.send`)
+            OutputTopic.CUSTOMER_NOTICES: settings.topic("customer_notices"),
+            OutputTopic.INTERVENTION_TASKS: settings.topic("intervention_tasks"),
+            OutputTopic.DEAD_LETTERS: settings.topic("dead_letters"),
         }
         self.internal = {name: raw_topic(app, name) for name in settings.internal_topics}
         tables = settings.state_dir / "tables"
@@ -308,14 +309,10 @@ class Wiring:
         them durable and acks the input. A send the producer refuses at
         once (not through its future) stops the worker: the input is never
         acked, so it is replayed, never skipped."""
+        send = self.changelogs.send
         try:
-            sent = [
-                await self.outputs[r.topic].send(key=r.key, value=r.value) for r in outcome.outputs
-            ]
-            sent += [
-                await self.internal[topic].send(key=key, value=value)
-                for topic, key, value in outcome.internal
-            ]
+            sent = [await send(self.outputs[r.topic], r.key, r.value) for r in outcome.outputs]
+            sent += [await send(topic, key, value) for topic, key, value in outcome.internal]
         except Exception as exc:
             log.error("an output could not be sent for %s: %r; stopping", raw.where, exc)
             self.output_failed(exc)
