@@ -130,7 +130,7 @@ class RuleFailure:
     message: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Result(TaskEffects):
     """What one step produced: tasks and notice intents (with the task
     transitions and a rejected feedback's reason from `TaskEffects`), and

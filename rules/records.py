@@ -81,7 +81,7 @@ class Suppression(NamedTuple):
     at: str  # the event time, RFC 3339
 
 
-@dataclass
+@dataclass(slots=True)
 class Effects:
     """What one step produced besides the new record: the one effects type
     of every caller (the worker's processor, `rules.session` for replay and

@@ -53,7 +53,7 @@ from schemas import (
 RECENTLY_CLOSED = 32  # closed task ids remembered, so late feedback is not "unknown"
 
 
-@dataclass
+@dataclass(slots=True)
 class Book:
     """A key's tasks: the open ones by id, and the ids of the last closed;
     `budget` is the partition's guard budget (`rules.guard`), when the
@@ -101,7 +101,7 @@ class FeedbackReason(StrEnum):
     HELD = "held"  # held work takes only `approved` or `cancelled`
 
 
-@dataclass
+@dataclass(slots=True)
 class TaskEffects:
     tasks: list[InterventionTask] = field(default_factory=list)
     intents: list[NoticeIntent] = field(default_factory=list)

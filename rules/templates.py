@@ -157,16 +157,32 @@ def check_template(source: str, known: Iterable[str]) -> None:
 
 
 class Renderer:
-    """Compiled templates, cached by source text."""
+    """Compiled templates, cached by source text; and recent texts, cached
+    by template and values: a cell's notice to its hundreds of home
+    subscribers renders once per language, not once per subscriber."""
+
+    MAX_TEXTS = 4096
 
     def __init__(self) -> None:
         self._cache: dict[str, Any] = {}
+        self._texts: dict[Any, str] = {}
 
     def render(self, source: str, facts: Mapping[str, Any]) -> str:
+        try:  # the type too: 1, 1.0 and True are equal keys but render differently
+            key: Any = (source, *((k, type(v), v) for k, v in sorted(facts.items())))
+            text = self._texts.get(key)
+        except TypeError:  # a value that cannot be a key (a list): render every time
+            key, text = None, None
+        if text is not None:
+            return text
         template = self._cache.get(source)
         if template is None:
             template = self._cache[source] = ENVIRONMENT.from_string(source)
         text = str(template.render(facts)).strip()
         if len(text) > MAX_TEXT:
             raise ValueError(f"text of {len(text):,} characters; the limit is {MAX_TEXT:,}")
+        if key is not None:
+            if len(self._texts) >= self.MAX_TEXTS:
+                self._texts.clear()
+            self._texts[key] = text
         return text

@@ -335,8 +335,7 @@ class Processor:
         partition = raw.partition if raw.partition is not None else -1
         agenda = self.agendas[work.space]
         now_s = now.timestamp()
-        key = raw.key
-        assert key is not None
+        key = raw.key or b""  # a record without a key has no good events (events_of)
         members = work.members(key)
         observe = self.engine_time.observe
         for at, event in good:

@@ -444,3 +444,9 @@ def test_records_carry_their_layout_version_and_a_newer_one_is_refused_not_misre
     letter = json.loads(out.outputs[0].value)
     assert "layout version 3" in letter["error_message"]
     assert "newer Forewarn" in letter["error_message"]
+
+
+def test_an_event_without_a_record_key_is_a_key_mismatch_not_a_processing_error() -> None:
+    out = processor().subscriber(raw("usage_events", None, usage("s1", 850)), None)
+    assert topics(out) == ["dead-letters"] and out.record is None
+    assert json.loads(out.outputs[0].value)["error_type"] == "key_mismatch"

@@ -113,3 +113,16 @@ def test_a_text_can_read_its_tiers_own_threshold(tmp_path: Path) -> None:
     intent = big_charge("spend", {"charged": 300.0, "threshold": 250.0})
     _, effects = apply_intent({}, "s1", intent, rules)
     assert [o.title for o in effects.outputs] == ["超过250元"]  # type: ignore[union-attr]
+
+
+def test_texts_rendered_once_are_reused_only_for_exactly_the_same_values() -> None:
+    from rules.templates import Renderer
+
+    r = Renderer()
+    source = "{{ n }} of {{ who }}"
+    assert r.render(source, {"n": 1, "who": "you"}) == "1 of you"
+    assert r.render(source, {"n": 1.0, "who": "you"}) == "1.0 of you"  # equal, not the same
+    assert r.render(source, {"n": True, "who": "you"}) == "True of you"
+    assert r.render(source, {"n": 1, "who": "them"}) == "1 of them"
+    assert r.render(source, {"n": [1, 2], "who": "you"}) == "[1, 2] of you"  # not a key: rendered
+    assert r.render(source, {"n": 1, "who": "you"}) == "1 of you"
