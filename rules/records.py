@@ -131,7 +131,7 @@ def decode_record(data: bytes | str | None) -> Record:
     """A stored record in this version's layout (`rules.state.migrate`)."""
     if not data:
         return {}
-    found: Record = from_json(data)
+    found: Record = from_json(data, cache_strings="keys")
     return migrate(found)
 
 
