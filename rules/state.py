@@ -103,6 +103,10 @@ class Task(TypedDict, total=False):
     sources: list[str]
     version: str  # the rule's version when it opened
     cleared: bool  # the condition has cleared (a task closing on feedback stays open)
+    lines: list[str]  # an area task's affected lines (widened as the outage grows)
+    subs: list[str]  # and their subscribers, told of the task's progress
+    due_in: float | None  # held past its guard budget: the promise, from its release
+    waiting: list[dict[str, Any]]  # held: the customer notices (NoticeIntent JSON) it keeps
 
 
 class EngineState(TypedDict, total=False):
