@@ -43,6 +43,8 @@ def ruleset(count: int, into: Path, distinct: bool = False) -> Path:
         if copy:
             text = re.sub(r"(?m)^(  - id: )([\w-]+)$", rf"\g<1>\g<2>-copy{copy}", text)
             text = re.sub(r'(?m)^(\s+when: )"(.*)"$', r'\1"(\2) and 1 > 2"', text)
+            # such a tier is no simple threshold any more: its texts cannot quote one
+            text = text.replace("{{ threshold", "{{ 0")
             if distinct:
                 always = f"event_id != 'copy{copy}'"
                 if re.search(r"(?m)^    filter: ", text):
