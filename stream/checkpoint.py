@@ -74,8 +74,8 @@ class Changelogs:
             linger_ms=2,
             max_request_size=2 * 1024 * 1024,
             max_batch_size=CHANGELOG_BATCH_BYTES,
-            # as long as Faust's producer of the outputs waits (20 min): a
-            # broker outage holds checkpoints back, it does not fail them
+            # 20 min, as Faust's producer waits: a broker outage holds the
+            # outputs and checkpoints back, it does not fail them
             request_timeout_ms=PRODUCE_TIMEOUT_MS,
         )
         metadata_backoff(self.producer)
