@@ -75,24 +75,8 @@ def fields_env(event: BaseModel) -> dict[str, Any]:
     return env
 
 
-_PROFILE_ENVS: dict[int, tuple[CustomerProfile, dict[str, Any]]] = {}
-_MAX_PROFILE_ENVS = 1024  # hot subscribers; more would cost more in GC than it saves
-
-
 def profile_env(profile: CustomerProfile) -> dict[str, Any]:
-    """The `profile.*` names of one subscriber (do not mutate: kept per
-    profile object, as profiles are parsed once per text and shared)."""
-    found = _PROFILE_ENVS.get(id(profile))
-    if found is not None and found[0] is profile:
-        return found[1]
-    env = _profile_env(profile)
-    if len(_PROFILE_ENVS) >= _MAX_PROFILE_ENVS:
-        _PROFILE_ENVS.clear()
-    _PROFILE_ENVS[id(profile)] = (profile, env)  # the profile is kept: its id stays its own
-    return env
-
-
-def _profile_env(profile: CustomerProfile) -> dict[str, Any]:
+    """The `profile.*` names of one subscriber."""
     plan = profile.plan
     return {
         "profile.segment": profile.segment.value,
@@ -108,4 +92,4 @@ def _profile_env(profile: CustomerProfile) -> dict[str, Any]:
     }
 
 
-PROFILE_NAMES = frozenset(_profile_env(default_profile("x")))
+PROFILE_NAMES = frozenset(profile_env(default_profile("x")))

@@ -93,9 +93,6 @@ def create_app(
         web_metrics_enabled=False,
         web_in_thread=False,
         producer_linger_ms=5,
-        # a cell outage's notices go out together: in 16 KB batches (the
-        # default) the agent waits for a broker round trip every ~15 notices
-        producer_max_batch_size=PRODUCER_BATCH_BYTES,
         broker_commit_interval=1.0,
         # Faust's fetch loop also commits inline every N acked messages
         # (default 10,000): it stops fetching until the commit, which first
@@ -112,7 +109,6 @@ def create_app(
     return app
 
 
-PRODUCER_BATCH_BYTES = 256 * 1024
 COMMIT_EVERY_NEVER = 2**62  # acked messages between inline commits: never
 
 

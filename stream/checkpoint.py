@@ -46,11 +46,11 @@ from stream.store import Partition, Table
 
 log = logging.getLogger("forewarn.checkpoint")
 
-RECOVERY_BATCH = 5_000
+RECOVERY_BATCH = 5_000  # changelog records applied per RocksDB batch in recovery
 PRODUCE_TIMEOUT_MS = 1_200_000
-# a checkpoint's changelog records go in batches of up to this size (under
-# the broker's default message.max.bytes of 1 MiB)
-CHANGELOG_BATCH_BYTES = 512 * 1024  # changelog records applied per RocksDB batch in recovery
+# a checkpoint's changelog records (and the outputs) go in batches of up to
+# this size, under the broker's default message.max.bytes of 1 MiB
+CHANGELOG_BATCH_BYTES = 512 * 1024
 
 
 class Changelogs:

@@ -238,12 +238,7 @@ class Supervisor:
             return
         started = time.perf_counter()
         for partition in sorted(new):
-            records = (
-                (key, value)
-                for key, value in table.partitions[partition].items()
-                if b'"due":' in value  # only records with due work
-            )
-            keys = self.processor.index(space, partition, records)
+            keys = self.processor.index(space, partition, table.partitions[partition].items())
             indexed.add(partition)
             log.info("%s partition %d: %d keys with due work", space, partition, keys)
         log.info("indexed %s due work in %.2fs", space, time.perf_counter() - started)
