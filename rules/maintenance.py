@@ -165,16 +165,46 @@ def texts(part: NoticePart) -> tuple[Text, Text, Text | None] | None:
     return None
 
 
+_WEEKDAYS = {
+    "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"),
+    "zh-CN": ("周一", "周二", "周三", "周四", "周五", "周六", "周日"),
+}
+_MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _moment(at: datetime, language: str, with_day: bool = True) -> str:
+    """A local time as a customer reads it: "Sun 22 Nov 01:00", or in
+    Chinese month, day, weekday in full-width brackets, then the time;
+    never the year (windows are announced days ahead, not months)."""
+    clock = f"{at:%H:%M}"
+    if not with_day:
+        return clock
+    weekday = _WEEKDAYS.get(language, _WEEKDAYS["en"])[at.weekday()]
+    if language == "en":
+        return f"{weekday} {at.day} {_MONTHS_EN[at.month - 1]} {clock}"
+    return f"{at.month}月{at.day}日（{weekday}）{clock}"  # noqa: RUF001
+
+
+def local_span(start: datetime, end: datetime, timezone: str, language: str) -> tuple[str, str]:
+    """The window's start and end in the subscriber's timezone and language;
+    the end names its day only when that is not the start's: from "Sun 22
+    Nov 01:00" to "05:00", or to "Mon 23 Nov 02:00" over midnight."""
+    tz = ZoneInfo(timezone)
+    a, b = start.astimezone(tz), end.astimezone(tz)
+    return _moment(a, language), _moment(b, language, with_day=b.date() != a.date())
+
+
 def scope(facts: dict[str, Any], timezone: str, language: str) -> dict[str, Any]:
     """The names the texts read, with times in the subscriber's timezone."""
-    tz = ZoneInfo(timezone)
-
-    def local(iso: str) -> str:
-        return datetime.fromisoformat(iso).astimezone(tz).strftime("%Y-%m-%d %H:%M")
-
+    start, end = local_span(
+        datetime.fromisoformat(facts["start"]),
+        datetime.fromisoformat(facts["end"]),
+        timezone,
+        language,
+    )
     message = facts.get("message") or {}
     return {
-        "start_local": local(facts["start"]),
-        "end_local": local(facts["end"]),
+        "start_local": start,
+        "end_local": end,
         "detail": message.get("en" if language == "en" else "zh-CN"),
     }

@@ -126,3 +126,24 @@ def test_texts_rendered_once_are_reused_only_for_exactly_the_same_values() -> No
     assert r.render(source, {"n": 1, "who": "them"}) == "1 of them"
     assert r.render(source, {"n": [1, 2], "who": "you"}) == "[1, 2] of you"  # not a key: rendered
     assert r.render(source, {"n": 1, "who": "you"}) == "1 of you"
+
+
+def test_planned_work_times_read_like_a_person_wrote_them() -> None:
+    """A planned-work notice names the day once, in the subscriber's own
+    timezone and language; the end repeats the day only over midnight."""
+    from rules.maintenance import local_span
+
+    start = datetime(2026, 11, 21, 17, 0, tzinfo=UTC)  # 01:00 on Sunday in Shanghai
+    same_day = datetime(2026, 11, 21, 21, 0, tzinfo=UTC)
+    next_day = datetime(2026, 11, 22, 18, 30, tzinfo=UTC)
+    assert local_span(start, same_day, "Asia/Shanghai", "en") == ("Sun 22 Nov 01:00", "05:00")
+    assert local_span(start, next_day, "Asia/Shanghai", "en") == (
+        "Sun 22 Nov 01:00",
+        "Mon 23 Nov 02:30",
+    )
+    assert local_span(start, same_day, "Asia/Shanghai", "zh-CN") == (
+        "11月22日（周日）01:00",  # noqa: RUF001
+        "05:00",
+    )
+    # the same window for a subscriber in Paris: Saturday evening there
+    assert local_span(start, same_day, "Europe/Paris", "en") == ("Sat 21 Nov 18:00", "22:00")
