@@ -33,9 +33,8 @@ from rules.ruleset import RuleSet
 from sinks import OutputTopic
 from stream.checkpoint import Changelogs, Checkpointer
 from stream.connection import ssl_context
-from stream.continuity import Continuity, refetch
 from stream.decoding import RawRecord
-from stream.faust_runtime import fetch_tuned_transport, redelivered
+from stream.faust_runtime import fetch_tuned_transport
 from stream.metrics import Metrics
 from stream.processor import NETWORK, SUBSCRIBERS, Outcome, Processor
 from stream.reload import RuleReloader
@@ -141,9 +140,6 @@ class Wiring:
         )
         self.network = Table(NETWORK_TABLE, settings.changelog_topic(NETWORK_TABLE), tables)
         self.members = Table(MEMBERS_TABLE, settings.changelog_topic(MEMBERS_TABLE), tables)
-        self.continuity = Continuity(
-            frozenset({settings.topic("customer_profiles"), settings.topic("maintenance_windows")})
-        )
         self.changelogs = Changelogs(settings)
         # the per-record histograms' children, looked up once (a labels() call costs ~2 µs)
         self.processing = {
@@ -239,11 +235,12 @@ class Wiring:
         state: Checkpointer,
         record: Callable[[Checkpointer, Any], Awaitable[None]],
     ) -> None:
-        """An agent's loop: each record once its partition is recovered,
-        under the checkpoint lock; a checkpoint at once when the agent holds
-        as many unacked records as it may."""
+        """An agent's loop: each record (after any Faust skipped before it,
+        `Supervisor.delivered`) once its partition is recovered, under the
+        checkpoint lock; a checkpoint at once when the agent holds as many
+        unacked records as it may."""
         async for event in stream.noack().events():
-            for e in await self.with_missing(event):
+            for e in await self.supervisor.delivered(event):
                 await state.ready(e.message.partition)
                 async with state.lock:
                     await record(state, e)
@@ -276,27 +273,6 @@ class Wiring:
             )
         await self.apply(state, event, outcome, raw, network)
         self.processing[NETWORK_AGENT].observe(time.perf_counter() - started)
-
-    async def with_missing(self, event: Any) -> list[Any]:
-        """The records Faust failed to deliver before this one, then this one
-        (see `stream.continuity`)."""
-        msg = event.message
-        hole = self.continuity.check(msg.topic, msg.partition, msg.offset, msg.generation_id)
-        if hole is None:
-            return [event]
-        records = await refetch(self.settings, msg.topic, msg.partition, *hole)
-        log.warning(
-            "records %s[%d]@%d..%d were not delivered by Faust; %d read directly and processed",
-            msg.topic,
-            msg.partition,
-            hole[0],
-            hole[1] - 1,
-            len(records),
-        )
-        source = self.processor.sources.get(msg.topic, "unknown")
-        self.metrics.gaps.labels(source).inc(len(records))
-        missing = [redelivered(self.app, r, msg) for r in records]
-        return [*missing, event]
 
     async def apply(
         self, state: Checkpointer, event: Any, outcome: Outcome, raw: RawRecord, table: Table

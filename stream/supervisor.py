@@ -6,6 +6,8 @@ handler call, so that the wiring itself is declarations and agents only.
   consumer lag, due keys, open/overdue/held tasks, maintenance windows,
   local state size; a stuck changelog recovery stops the worker; stalled
   partitions are sought back (`unstall`).
+- `delivered` (each input, from the agents): the records Faust failed to
+  deliver before it, read directly and handed over first (`stream.continuity`).
 - `start`, `on_assigned`, `on_revoked`, `on_shutdown`: each agent's
   checkpoints, and the recovery and hand-over of its partitions' state
   (`stream.checkpoint`).
@@ -31,7 +33,16 @@ from faust.types import TP
 from stream.admin import committed_offsets
 from stream.checkpoint import Changelogs, Checkpointer
 from stream.connection import broker_reachable
-from stream.continuity import Progress, Since, recovery_progress, stalled, unchanged_since
+from stream.continuity import (
+    Continuity,
+    Progress,
+    Since,
+    recovery_progress,
+    refetch,
+    stalled,
+    unchanged_since,
+)
+from stream.faust_runtime import redelivered
 from stream.metrics import Metrics
 from stream.processor import NETWORK, SUBSCRIBERS, Processor
 from stream.reload import RuleReloader
@@ -77,6 +88,32 @@ class Supervisor:
         self.metrics_queues: set[str] = set()  # queues with open tasks at the last look
         self.indexed: dict[str, set[int]] = {SUBSCRIBERS: set(), NETWORK: set()}
         self.rules_lock = asyncio.Lock()
+        # compacted topics are exempt: holes are normal there
+        exempt = {settings.topic("customer_profiles"), settings.topic("maintenance_windows")}
+        self.continuity = Continuity(frozenset(exempt))
+
+    # -- delivery: records Faust fetched but never handed over ---------------
+
+    async def delivered(self, event: Any) -> list[Any]:
+        """The records Faust failed to deliver before `event`, then `event`
+        (see `stream.continuity`)."""
+        msg = event.message
+        hole = self.continuity.check(msg.topic, msg.partition, msg.offset, msg.generation_id)
+        if hole is None:
+            return [event]
+        records = await refetch(self.settings, msg.topic, msg.partition, *hole)
+        log.warning(
+            "records %s[%d]@%d..%d were not delivered by Faust; %d read directly and processed",
+            msg.topic,
+            msg.partition,
+            hole[0],
+            hole[1] - 1,
+            len(records),
+        )
+        source = self.processor.sources.get(msg.topic, "unknown")
+        self.metrics.gaps.labels(source).inc(len(records))
+        missing = [redelivered(self.app, r, msg) for r in records]
+        return [*missing, event]
 
     # -- state: checkpoints and recovery (`stream.checkpoint`) --------------
 
