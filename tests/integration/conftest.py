@@ -59,8 +59,10 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def settings(bootstrap: str, tmp_path: Path) -> Settings:
-    """Unique topics, group and ports for one test; topics are created."""
+def settings(bootstrap: str, tmp_path: Path) -> Iterator[Settings]:
+    """Unique topics, group and ports for one test; topics are created, and
+    deleted after the test (left behind, a suite's thousands of partitions
+    fill the single dev broker's heap)."""
     unique = uuid.uuid4().hex[:10]
     s = Settings(
         app_id=f"forewarn-test-{unique}",
@@ -76,7 +78,27 @@ def settings(bootstrap: str, tmp_path: Path) -> Settings:
     )
     report = create_topics(s)
     assert not [line for line in report if line.startswith("error")], report
-    return s
+    yield s
+    _delete_topics(s)
+
+
+def _delete_topics(s: Settings) -> None:
+    """The test's topics: its inputs, outputs, internal and changelog topics
+    (all named after its prefix or app id). Best effort: a broker a test
+    stopped on purpose may not answer."""
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=s.kafka.bootstrap_servers)
+    except Exception as exc:  # the test's own outcome stands
+        print(f"topics of {s.app_id} not deleted: {exc!r}", file=sys.stderr)
+        return
+    try:
+        mine = [t for t in admin.list_topics() if t.startswith((s.topic_prefix, s.app_id))]
+        if mine:
+            admin.delete_topics(mine)
+    except Exception as exc:
+        print(f"topics of {s.app_id} not deleted: {exc!r}", file=sys.stderr)
+    finally:
+        admin.close()
 
 
 def settings_env(s: Settings) -> dict[str, str]:
