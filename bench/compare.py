@@ -34,11 +34,11 @@ from bench.harness import (
     Producer,
     Record,
     Worker,
-    delete_topics,
     free_port,
     fresh_settings,
 )
 from bench.service import drain, say
+from stream.admin import delete_topics
 from stream.settings import Settings
 from stream.tools.simulate import Population, simulate
 

@@ -326,18 +326,3 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def delete_topics(settings: Settings) -> None:
-    """Drop a finished run's topics (its data can be large)."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
-    try:
-        mine = [
-            t
-            for t in admin.list_topics()
-            if t.startswith(settings.topic_prefix) or t.startswith(settings.app_id)
-        ]
-        if mine:
-            admin.delete_topics(mine)
-    finally:
-        admin.close()

@@ -23,8 +23,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from bench.harness import delete_topics, fresh_settings
+from bench.harness import fresh_settings
 from bench.service import backlog_run, load_profiles, say, warm_restart_and_drain
+from stream.admin import delete_topics
 from stream.settings import DEFAULT_RULES_DIR
 
 

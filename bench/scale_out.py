@@ -21,8 +21,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Producer, Worker, delete_topics, free_port, fresh_settings
+from bench.harness import Producer, Worker, free_port, fresh_settings
 from bench.service import say
+from stream.admin import delete_topics
 from stream.settings import Settings
 from stream.tools.simulate import Population, simulate
 

@@ -33,12 +33,12 @@ from bench.harness import (
     Record,
     Sent,
     Worker,
-    delete_topics,
     fresh_settings,
     output_times,
     percentile,
     wait_until,
 )
+from stream.admin import delete_topics
 from stream.settings import Settings
 from stream.tools.simulate import Population, simulate
 

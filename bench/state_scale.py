@@ -15,8 +15,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Worker, delete_topics, fresh_settings
+from bench.harness import Worker, fresh_settings
 from bench.service import backlog_run, load_profiles, say, warm_restart_and_drain
+from stream.admin import delete_topics
 
 
 def state_bytes(worker: Worker) -> float:

@@ -1,6 +1,6 @@
 """Topic administration: create the input and output topics with the right
-partition counts and configs, verify co-partitioning, and read the group's
-committed offsets.
+partition counts and configs, verify co-partitioning, read the group's
+committed offsets, and delete a finished run's topics.
 
 All subscriber-keyed topics share `Settings.partitions` so that one worker
 owns a subscriber's usage, billing and profile partitions together.
@@ -87,6 +87,23 @@ def create_topics(settings: Settings) -> list[str]:
     finally:
         admin.close()
     return report
+
+
+def delete_topics(settings: Settings) -> list[str]:
+    """Delete every topic of this app: its inputs and outputs (named with
+    `topic_prefix`) and its internal and changelog topics (named after
+    `app_id`). For benchmarks and tests, whose runs each have their own
+    names; returns the topics deleted."""
+    admin = KafkaAdminClient(**kafka_python_config(settings), client_id="forewarn-admin")
+    try:
+        mine = [
+            t for t in admin.list_topics() if t.startswith((settings.topic_prefix, settings.app_id))
+        ]
+        if mine:
+            admin.delete_topics(mine)
+        return mine
+    finally:
+        admin.close()
 
 
 def partition_counts(settings: Settings, admin: KafkaAdminClient) -> dict[str, int]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient
 
-from stream.admin import create_topics
+from stream.admin import create_topics, delete_topics
 from stream.settings import KafkaSettings, Settings
 from tests.conftest import IN_CI
 from tests.integration.kafka import KafkaProbe
@@ -83,22 +83,12 @@ def settings(bootstrap: str, tmp_path: Path) -> Iterator[Settings]:
 
 
 def _delete_topics(s: Settings) -> None:
-    """The test's topics: its inputs, outputs, internal and changelog topics
-    (all named after its prefix or app id). Best effort: a broker a test
-    stopped on purpose may not answer."""
+    """Best effort: a broker a test stopped on purpose may not answer, and
+    the test's own outcome stands."""
     try:
-        admin = KafkaAdminClient(bootstrap_servers=s.kafka.bootstrap_servers)
-    except Exception as exc:  # the test's own outcome stands
-        print(f"topics of {s.app_id} not deleted: {exc!r}", file=sys.stderr)
-        return
-    try:
-        mine = [t for t in admin.list_topics() if t.startswith((s.topic_prefix, s.app_id))]
-        if mine:
-            admin.delete_topics(mine)
+        delete_topics(s)
     except Exception as exc:
         print(f"topics of {s.app_id} not deleted: {exc!r}", file=sys.stderr)
-    finally:
-        admin.close()
 
 
 def settings_env(s: Settings) -> dict[str, str]:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rules.loader import LoadResult, load_rule_set
+from rules.maintenance import local_span
 from rules.records import apply_intent
 from schemas import NoticeIntent, Severity
 
@@ -131,8 +132,6 @@ def test_texts_rendered_once_are_reused_only_for_exactly_the_same_values() -> No
 def test_planned_work_times_read_like_a_person_wrote_them() -> None:
     """A planned-work notice names the day once, in the subscriber's own
     timezone and language; the end repeats the day only over midnight."""
-    from rules.maintenance import local_span
-
     start = datetime(2026, 11, 21, 17, 0, tzinfo=UTC)  # 01:00 on Sunday in Shanghai
     same_day = datetime(2026, 11, 21, 21, 0, tzinfo=UTC)
     next_day = datetime(2026, 11, 22, 18, 30, tzinfo=UTC)
