@@ -83,8 +83,11 @@ class Agenda:
         """Move the partition's clock to `t` (None: leave it) and take the
         keys due by then: (the clock, the keys), or None when nothing is."""
         now = self.advance(partition, t)
+        heap = self.heaps.get(partition)
+        if now is None or not heap or heap[0][0] > now:  # the common case: nothing due
+            return None
         due = self.pop_due(partition, now)
-        if not due or now is None:
+        if not due:
             return None
         return datetime.fromtimestamp(now, UTC), due
 
@@ -110,6 +113,13 @@ class Agenda:
         clock or state: a single event dated 2099 would otherwise switch
         detection off for its key."""
         stream = self.clock.get(partition, fallback)  # `fallback`: a partition with none yet
+        if (  # the common case, without a list
+            stream is not None
+            and now is not None
+            and t - max(stream, now) <= bounds.future_s
+            and stream - t <= bounds.past_s
+        ):
+            return None
         known = [x for x in (stream, now) if x is not None]
         if known and t - max(known) > bounds.future_s:
             what = "wall clock" if now is not None and now >= (stream or now) else "stream's time"

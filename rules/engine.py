@@ -220,6 +220,22 @@ def _accumulate(state: State, event: UsageEvent) -> tuple[dict[str, Any], float]
 # a subscriber with no profile yet is read with the default one (its
 # `profile.*` names do not depend on who it is)
 _DEFAULT_PROFILE_ENV = profile_env(default_profile("-"))
+# `profile.*` names built once per profile object: `rules.records` parses
+# each stored profile text once (its cache), so a subscriber's events meet
+# the same object. Keyed by identity; the entry holds the profile, so its
+# id cannot be reused while cached.
+_PROFILE_ENVS: dict[int, tuple[CustomerProfile, dict[str, Any]]] = {}
+_PROFILE_ENVS_MAX = 16384
+
+
+def _profile_names(profile: CustomerProfile) -> dict[str, Any]:
+    found = _PROFILE_ENVS.get(id(profile))
+    if found is not None and found[0] is profile:
+        return found[1]
+    if len(_PROFILE_ENVS) >= _PROFILE_ENVS_MAX:
+        _PROFILE_ENVS.clear()
+    names = _PROFILE_ENVS[id(profile)] = (profile, profile_env(profile))
+    return names[1]
 
 
 def event_env(
@@ -232,7 +248,7 @@ def event_env(
     env["cycle"] = cycle_of(event)
     if isinstance(event, NetworkQualityEvent):
         return env, None
-    env.update(profile_env(profile) if profile is not None else _DEFAULT_PROFILE_ENV)
+    env.update(_profile_names(profile) if profile is not None else _DEFAULT_PROFILE_ENV)
     acc = None
     if isinstance(event, UsageEvent):
         acc, used = _accumulate(state, event)
@@ -285,6 +301,8 @@ class _Computed(NamedTuple):
 
 _FILTERED = _Computed(_Step.FILTERED)
 _LATE = _Computed(_Step.LATE)
+_NO_LINES: Mapping[str, str | None] = MappingProxyType({})
+_NO_SCOPE: Mapping[str, Any] = MappingProxyType({})
 
 
 def _compute(
@@ -295,11 +313,11 @@ def _compute(
     if rule.filter is not None and not rule.filter.evaluate(env):
         return _FILTERED
     ss: dict[str, Any] = dict(previous) if previous else {}
-    affected: Mapping[str, str | None] = MappingProxyType({})
+    affected = _NO_LINES
     if rule.members is not None:
         ss["grp"], counts, affected = _group_step(ss.get("grp"), rule, env, t)
         env = {**env, **counts}
-    values = [_number(m.expr.evaluate(env)) for m in rule.measures]
+    values = rule.measure_values(env)
     scope = dict(env)
     sources: tuple[str, ...] = (event_id,)  # the events behind a detection
     if rule.window is None:
@@ -343,13 +361,7 @@ def _compute(
         prev = (ss.get("chg") or {}).get("value")
         scope.update(previous=prev, current=current, changed=current != prev)
         ss["chg"] = {"value": current}
-    return _Computed(_Step.READY, ss, scope, sources, affected=affected)
-
-
-def _number(v: Any) -> Any:
-    """A measure's value: numbers as floats (bools and the rest as they are)."""
-    t = type(v)
-    return float(v) if t is int or (t is not bool and isinstance(v, int | float)) else v
+    return _Computed(_Step.READY, ss, scope, sources, "", affected)
 
 
 MAX_MEMBERS = 4096  # lines kept per area: a PON port has at most a few hundred
@@ -755,7 +767,6 @@ def evaluate(
     if event.event_id in seen:
         result.decisions.append(Decision("*", None, Reason.DUPLICATE_EVENT))
         return old, result
-    key = area_of(event) if area else key_of(event)
     env, acc = event_env(event, profile, old)
     new: State = {**old, "seen": [*seen[-(RECENT_EVENT_IDS - 1) :], event.event_id]}
     if acc is not None:
@@ -774,6 +785,7 @@ def evaluate(
     computed, visit = _series_phase(
         plan, series_states, rule_states, env, t, event.event_id, result.evaluated
     )
+    key = (area_of(event) if area else key_of(event)) if visit else ""
     for position in sorted(visit):  # file order, as outputs must be
         rule = plan.rules[position]
         series = computed[rule.series_id]
@@ -932,7 +944,7 @@ def _compute_safely(
     try:
         return _compute(rule, previous, env, t, event_id)
     except Exception as exc:  # its rules fail; the series keeps its state
-        return _Computed(_Step.FAILED, error=f"{type(exc).__name__}: {exc}")
+        return _Computed(_Step.FAILED, None, _NO_SCOPE, (), f"{type(exc).__name__}: {exc}")
 
 
 _SERIES_PARTS = ("win", "base", "chg")

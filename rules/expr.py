@@ -126,6 +126,12 @@ def _negate(a: Any) -> Any:
     return None if a is None else -a
 
 
+def number(v: Any) -> Any:
+    """A measure's value: numbers as floats (bools and the rest as they are)."""
+    t = type(v)
+    return float(v) if t is int or (t is not bool and isinstance(v, int | float)) else v
+
+
 # operator -> (helper name in generated code, helper) ; == and != are Python's own
 _BINARY: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
     "+": ("_add", _null_safe(operator.add)),
@@ -142,6 +148,7 @@ _HELPERS: dict[str, Any] = {
     **{name: fn for name, fn in _BINARY.values()},
     **{f"_fn_{name}": fn for name, fn in FUNCTIONS.items()},
     "_neg": _negate,
+    "_num": number,
     "__builtins__": {"bool": bool},
 }
 _PRECEDENCE = {
@@ -305,6 +312,16 @@ def any_holds(groups: Sequence[tuple[int, Sequence[Expression]]]) -> Callable[[E
     exec(compile("\n".join(lines), "<rule conditions>", "exec"), namespace)
     check: Callable[[Env], list[int]] = namespace["check"]
     return check
+
+
+def values_of(exprs: Sequence[Expression]) -> Callable[[Env], list[Any]]:
+    """One function for a rule's measures: their values as a list, numbers
+    as floats (`number`), with one Python call for all of them."""
+    constants: dict[str, Any] = {}
+    for x in exprs:
+        constants.update(x.constants)
+    items = ", ".join(f"_num({x.code})" for x in exprs)
+    return _compile(f"lambda e: [{items}]", constants)
 
 
 def _compile(source: str, constants: Mapping[str, Any]) -> Compiled:

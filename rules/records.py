@@ -101,6 +101,19 @@ class Effects:
     marks: list[CoverMark] = field(default_factory=list)  # for lines of this area
     implausible: str | None = None  # why an event's time was not believed (it changed nothing)
 
+    def quiet(self) -> bool:
+        """Nothing to send, route or count but the evaluations."""
+        return not (
+            self.outputs
+            or self.intents
+            or self.decisions
+            or self.policy
+            or self.failures
+            or self.fired
+            or self.transitions
+            or self.marks
+        )
+
     def absorb(self, other: Effects) -> None:
         """Take in what `other` (a step on another key, or due work) made
         visible: its outputs, decisions and counts. Its intents, marks and
@@ -310,6 +323,11 @@ def due_of(record: Record) -> float | None:
 
 
 def with_due(record: Record) -> Record:
+    engine, policy = record.get("engine"), record.get("policy")
+    if not (
+        (engine and engine.get("tasks")) or (policy and policy.get("held")) or record.get("maint")
+    ):  # nothing can fall due (the common case, without the three look-ups)
+        return {k: v for k, v in record.items() if k != "due"} if "due" in record else record
     times = [
         t
         for t in (

@@ -20,6 +20,7 @@ from rules.expr import (
     literal_comparisons,
     parse_expression,
     simple_threshold,
+    values_of,
 )
 from rules.model import (
     Aggregate,
@@ -149,6 +150,11 @@ class Rule:
     series_id: str  # what it computes before its tiers, with its filter (`_computed_parts`)
     members: Members | None = None  # an area rule's view of its lines
     inhibited_by: tuple[tuple[str, str], ...] = ()  # (rule id, name whose value is its key)
+
+    @cached_property
+    def measure_values(self) -> Callable[[Mapping[str, Any]], list[Any]]:
+        """The measures' values for one event, in one call (`values_of`)."""
+        return values_of([m.expr for m in self.measures])
 
 
 @dataclass(frozen=True)

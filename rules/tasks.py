@@ -65,14 +65,18 @@ class Book:
 
     @classmethod
     def of(cls, state: Mapping[str, Any], budget: Budget | None = None) -> Book:
-        return cls(dict(state.get("tasks", {})), list(state.get("closed", [])), budget)
+        tasks, closed = state.get("tasks"), state.get("closed")
+        return cls(dict(tasks) if tasks else {}, list(closed) if closed else [], budget)
 
     def store(self, state: dict[str, Any]) -> None:
-        for name, value in (("tasks", self.open), ("closed", self.closed)):
-            if value:
-                state[name] = value
-            else:
-                state.pop(name, None)
+        if self.open:
+            state["tasks"] = self.open
+        elif "tasks" in state:
+            del state["tasks"]
+        if self.closed:
+            state["closed"] = self.closed
+        elif "closed" in state:
+            del state["closed"]
 
 
 class Transition(StrEnum):

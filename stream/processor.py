@@ -611,6 +611,8 @@ class Processor:
         m = self.metrics
         outcome = Outcome() if outcome is None else outcome
         m.evaluations.add(effects.evaluated)
+        if effects.quiet():
+            return outcome
         for rule_id, tier in effects.fired:
             m.firings.labels(rule_id, tier).inc()
         for d in effects.decisions:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rules.expr import ExpressionError, any_holds, parse_expression
+from rules.expr import ExpressionError, any_holds, parse_expression, values_of
 
 
 def test_null_safe_semantics_survive_compilation() -> None:
@@ -47,3 +47,13 @@ def test_any_holds_reports_the_groups_with_a_condition_holding() -> None:
     assert check({"x": 3.0}) == [10, 20]
     assert check({"x": 6.0}) == [10, 20]
     assert check({}) == []
+
+
+def test_a_rules_measures_are_computed_in_one_call_with_numbers_as_floats() -> None:
+    exprs = [parse_expression(t) for t in ("count", "used / quota", "flag", "name", "missing * 2")]
+    values = values_of(exprs)
+    got = values({"count": 3, "used": 50, "quota": 200, "flag": True, "name": "x"})
+    assert got == [3.0, 0.25, True, "x", None]
+    assert [type(v) for v in got[:3]] == [float, float, bool]  # a bool is not a number here
+    with pytest.raises(TypeError):  # a failing measure fails its series, as one call
+        values_of([parse_expression("abs(name)")])({"name": "x"})
