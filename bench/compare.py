@@ -9,7 +9,11 @@ one key per message):
 - **Q** (`bench.quix_peer`): Quix Streams with a per-key count in its RocksDB
   state store and changelog topics, in its own virtual environment
   (`var/bench/quix-venv`; left out when that does not exist);
-- **W**: `forewarn worker`, default ruleset, realistic profiles loaded first.
+- **W**: `forewarn worker`, default ruleset, realistic profiles loaded first;
+- **W0** (`bench.noop_worker`): the same worker with a no-op processor, in
+  its own consumer group on the same topics: what the worker's plumbing
+  (Faust, the store, checkpoints) allows; W0's per-event time subtracted
+  from W's is what the processor costs inside the worker.
 
 Each is timed from its first message to its last (events/s). Writes
 `var/bench/compare.json` and a markdown table `var/bench/compare.md`.
@@ -38,7 +42,7 @@ from bench.harness import (
     fresh_settings,
 )
 from bench.service import drain, say
-from stream.admin import delete_topics
+from stream.admin import create_topics, delete_topics
 from stream.settings import Settings
 from stream.tools.simulate import Population, simulate
 
@@ -141,6 +145,29 @@ def run_quix(settings: Settings, events: int, workdir: Path) -> dict[str, float]
     return peer_result(proc, done, "the Quix peer")
 
 
+def run_noop_worker(settings: Settings, events: int, workdir: Path) -> dict[str, float]:
+    """W0: the worker with a no-op processor (`bench.noop_worker`), in a
+    consumer group and state of its own, on the same input topics."""
+    noop = settings.model_copy(
+        update={
+            "app_id": f"{settings.app_id}-noop",
+            "state_dir": workdir / f"state-{settings.app_id}-noop",
+            "web_port": free_port(),
+            "metrics_port": free_port(),
+        }
+    )
+    problems = [line for line in create_topics(noop) if line.startswith("error")]
+    if problems:
+        raise SystemExit("\n".join(problems))
+    worker = Worker(noop, workdir / f"{noop.app_id}.log", module="bench.noop_worker")
+    try:
+        worker.start()
+        start, end = drain(worker, events, timeout=3600)
+        return {"events": events, "seconds": end - start}
+    finally:
+        worker.stop()
+
+
 def run_mode(population: Population, events: int, batch: int, workdir: Path) -> dict[str, Any]:
     settings = fresh_settings(workdir)
     producer = Producer(settings)
@@ -172,9 +199,14 @@ def run_mode(population: Population, events: int, batch: int, workdir: Path) -> 
         w = {"events": events, "seconds": end - start}
         result["peak_rss_mb_W"] = round(worker.peak_rss_mb(), 1)
         worker.stop()
-        for name, r in (("L", limit), ("F", faust_peer), ("T", table_peer), ("W", w)):
+        say(f"[batch {batch}] W0")
+        w0 = run_noop_worker(settings, events, workdir)
+        for name, r in (("L", limit), ("F", faust_peer), ("T", table_peer), ("W", w), ("W0", w0)):
             result[name] = round(r["events"] / max(r["seconds"], 1e-9))
         result["W/F"] = round(result["W"] / result["F"], 2)
+        result["W0/F"] = round(result["W0"] / result["F"], 2)
+        # what the processor adds per event inside the worker
+        result["processor_in_worker_us"] = round((1 / result["W"] - 1 / result["W0"]) * 1e6, 1)
         result["W/T"] = round(result["W"] / result["T"], 2)
         result["W/L"] = round(result["W"] / result["L"], 3)
         if quix is not None:
@@ -192,14 +224,20 @@ def table(results: list[dict[str, Any]], subscribers: int, events: int) -> str:
         f"{events:,} events, {subscribers:,} subscribers, one worker / consumer each",
         "",
         "| events per message | messages | L events/s | F events/s | T events/s | Q events/s"
-        " | W events/s | W/F | W/T | W/Q | W/L |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        " | W events/s | W0 events/s | W/F | W0/F | W/T | W/Q | W/L | processor in W, µs/event |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
         f"| {r['batch']} | {r['messages']:,} | {r['L']:,} | {r['F']:,} | {r['T']:,}"
-        f" | {format(r['Q'], ',') if 'Q' in r else '-'} | {r['W']:,} | {r['W/F']} | {r['W/T']}"
-        f" | {r.get('W/Q', '-')} | {r['W/L']} |"
+        f" | {format(r['Q'], ',') if 'Q' in r else '-'} | {r['W']:,} | {r['W0']:,}"
+        f" | {r['W/F']} | {r['W0/F']} | {r['W/T']} | {r.get('W/Q', '-')} | {r['W/L']}"
+        f" | {r['processor_in_worker_us']} |"
         for r in results
+    ]
+    lines += [
+        "",
+        "W0: the same worker with a no-op processor (`bench.noop_worker`): the ceiling"
+        " its plumbing sets; the last column is 1/W - 1/W0.",
     ]
     return "\n".join(lines) + "\n"
 

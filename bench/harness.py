@@ -164,10 +164,11 @@ class Producer:
 
 
 class Worker:
-    """`forewarn worker` as a child process."""
+    """`forewarn worker` as a child process (`module`: another entry point
+    with the same command line, e.g. `bench.noop_worker`)."""
 
-    def __init__(self, settings: Settings, log: Path) -> None:
-        self.settings, self.log = settings, log
+    def __init__(self, settings: Settings, log: Path, module: str = "stream.cli") -> None:
+        self.settings, self.log, self.module = settings, log, module
         self.proc: subprocess.Popen[bytes] | None = None
         self.started = 0.0
 
@@ -176,7 +177,7 @@ class Worker:
         env.update(self.settings.as_env())
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker"],
+            [sys.executable, "-m", self.module, "worker"],
             env=env,
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,

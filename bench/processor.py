@@ -9,7 +9,10 @@ area samples, marks) fed back to the processor as the internal topics
 would. Measured once with one event per record and once with `--batch`
 events of one key per record; the time is the processor's only (the
 feedback loop's bookkeeping is outside the timer), per input event.
-With `--profile FILE`, a cProfile of the batched run's top functions.
+Each run also splits the time by input (usage, notice intents, ...) and by
+whether the record led to anything (`quiet`: no output and no internal
+record), so a report shows where the time goes. With `--profile FILE`, a
+cProfile of the batched run's top functions.
 
     python -m bench.processor --subscribers 20000 --events 100000 --batch 20
 """
@@ -58,6 +61,8 @@ class Bench:
         }  # fmt: skip
         self.seconds = 0.0
         self.events = 0
+        # (input, quiet) -> [records, seconds]: where the time goes
+        self.split: dict[tuple[str, bool], list[float]] = {}
 
     def record(self, topic: str, key: bytes | None, value: bytes | None) -> RawRecord:
         offset = self.offsets.get(topic, 0)
@@ -71,7 +76,13 @@ class Bench:
             raw = queue.popleft()
             started = time.perf_counter()
             outcome = self.one(raw)
-            self.seconds += time.perf_counter() - started
+            took = time.perf_counter() - started
+            self.seconds += took
+            quiet = not (outcome.outputs or outcome.internal)
+            kind = (str(self.processor.sources.get(raw.topic, "other")), quiet)
+            spent = self.split.setdefault(kind, [0, 0.0])
+            spent[0] += 1
+            spent[1] += took
             for internal_topic, k, v in outcome.internal:
                 queue.append(self.record(internal_topic, k, v))
         self.events += events
@@ -134,9 +145,23 @@ def run(settings: Settings, subscribers: int, events: int, batch: int) -> dict[s
             profiles += 1
             loading = bench.seconds
             continue
+        if bench.events == 0:  # the profiles' time (and their memberships') is not split
+            bench.split.clear()
         bench.feed(physical, key.encode() if key else None, encode_value(value), count)
     bench.seconds -= loading
     per_event = bench.seconds / max(bench.events, 1)
+    split = [
+        {
+            "input": kind,
+            "quiet": quiet,
+            "records": int(records),
+            "us_per_record": round(seconds / records * 1e6, 1),
+            "us_per_event": round(seconds / max(bench.events, 1) * 1e6, 1),
+        }
+        for (kind, quiet), (records, seconds) in sorted(
+            bench.split.items(), key=lambda kv: -kv[1][1]
+        )
+    ]
     return {
         "batch": batch,
         "events": bench.events,
@@ -144,6 +169,7 @@ def run(settings: Settings, subscribers: int, events: int, batch: int) -> dict[s
         "profile_us": round(loading / max(profiles, 1) * 1e6, 1),
         "seconds": round(bench.seconds, 2),
         "us_per_event": round(per_event * 1e6, 1),
+        "split": split,
     }
 
 
@@ -175,6 +201,12 @@ def main() -> None:
             f"processor, {r['batch']} event(s) per record: {r['us_per_event']} µs/event"
             f" ({r['events']:,} events in {r['seconds']} s)"
         )
+        for x in r["split"][:8]:
+            print(
+                f"  {x['input']:>22} {'quiet' if x['quiet'] else 'sends':>5}:"
+                f" {x['records']:>7,} records, {x['us_per_record']:>7} µs each,"
+                f" {x['us_per_event']:>5} µs per event"
+            )
 
 
 if __name__ == "__main__":

@@ -135,7 +135,10 @@ def service_table(s: dict[str, Any]) -> list[str]:
 
 
 def compare_table(c: dict[str, Any]) -> list[str]:
-    header = ["events per message", "L", "F", "T", "Q", "W", "W/F", "W/T", "W/Q", "W/L"]
+    header = [
+        "events per message", "L", "F", "T", "Q", "W", "W0 (no-op processor)", "W/F", "W0/F",
+        "W/T", "W/Q", "W/L", "processor in W, µs/event",
+    ]  # fmt: skip
     rows = [
         [
             r["batch"],
@@ -144,15 +147,19 @@ def compare_table(c: dict[str, Any]) -> list[str]:
             r.get("T", "-"),
             r.get("Q", "-"),
             r["W"],
+            r.get("W0", "-"),
             r["W/F"],
+            r.get("W0/F", "-"),
             r.get("W/T", "-"),
             r.get("W/Q", "-"),
             r["W/L"],
+            r.get("processor_in_worker_us", "-"),
         ]
         for r in c["runs"]
     ]
     title = (
-        f"Events/s against the limit ({c['events']:,} events, {c['subscribers']:,} subscribers):"
+        f"Events/s against the limit ({c['events']:,} events, {c['subscribers']:,} subscribers;"
+        " W0 is the worker with a no-op processor, the ceiling its plumbing sets):"
     )
     return table(title, header, rows)
 
