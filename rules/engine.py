@@ -176,10 +176,12 @@ def area_of(event: InputEvent) -> str:
 _MONTHS: dict[int, str] = {}  # UTC day number -> "YYYY-MM"
 
 
-def cycle_of(event: InputEvent) -> str:
+def cycle_of(event: InputEvent, at: float | None = None) -> str:
+    """The billing cycle of an event: a usage event's own, else the UTC
+    month of its time (`at`: that time in epoch seconds, when known)."""
     if isinstance(event, UsageEvent):
         return event.cycle_id
-    t = event.event_time.timestamp()
+    t = event.event_time.timestamp() if at is None else at
     day = int(t // 86400)
     month = _MONTHS.get(day)
     if month is None:
@@ -239,13 +241,13 @@ def _profile_names(profile: CustomerProfile) -> dict[str, Any]:
 
 
 def event_env(
-    event: InputEvent, profile: CustomerProfile | None, state: State
+    event: InputEvent, profile: CustomerProfile | None, state: State, at: float | None = None
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Names an expression can read for this event (`rules.names`), and
     the new usage accumulator (usage events only). Only subscriber events
     read a profile (None: the default one); a cell or a line has none."""
-    env = fields_env(event)
-    env["cycle"] = cycle_of(event)
+    env = fields_env(event, at)
+    env["cycle"] = cycle_of(event, env["event_time"])
     if isinstance(event, NetworkQualityEvent):
         return env, None
     env.update(_profile_names(profile) if profile is not None else _DEFAULT_PROFILE_ENV)
@@ -752,11 +754,14 @@ def evaluate(
     budget: Budget | None = None,
     area: bool = False,
     covers: Covers | None = None,
+    at: float | None = None,
 ) -> tuple[State, Result]:
     """Evaluate every enabled rule of the event's source against the key's
     state (with `area`, a line's event against its area's rules, keyed by
-    `area_id`). `covers`: planned work and incidents covering the key. Pure: returns a new state and never mutates `state`. A rule that
-    fails is reported in `Result.failures` and keeps its previous state.
+    `area_id`). `covers`: planned work and incidents covering the key;
+    `at`: the event's time in epoch seconds, when the caller has it. Pure:
+    returns a new state and never mutates `state`. A rule that fails is
+    reported in `Result.failures` and keeps its previous state.
 
     Rules sharing a series (`Rule.series_id`) compute it once; each rule then
     evaluates its tiers. A rule with no condition holding and nothing under
@@ -767,7 +772,7 @@ def evaluate(
     if event.event_id in seen:
         result.decisions.append(Decision("*", None, Reason.DUPLICATE_EVENT))
         return old, result
-    env, acc = event_env(event, profile, old)
+    env, acc = event_env(event, profile, old, at)
     new: State = {**old, "seen": [*seen[-(RECENT_EVENT_IDS - 1) :], event.event_id]}
     if acc is not None:
         new["acc"] = acc

@@ -60,9 +60,10 @@ def _shape(model: type[BaseModel]) -> tuple[tuple[str, ...], tuple[str, ...]]:
 _SHAPES = {model: _shape(model) for model in EVENT_MODELS.values()}
 
 
-def fields_env(event: BaseModel) -> dict[str, Any]:
+def fields_env(event: BaseModel, at: float | None = None) -> dict[str, Any]:
     """The names of an event's own fields, as its rules read them (one
-    dict copy and a fix-up of the few enumeration and time fields)."""
+    dict copy and a fix-up of the few enumeration and time fields); `at`:
+    the event time in epoch seconds, when the caller has it already."""
     enums, times = _SHAPES[type(event)]
     env = dict(event.__dict__)
     for name in times:
@@ -71,7 +72,7 @@ def fields_env(event: BaseModel) -> dict[str, Any]:
         value = env[name]
         if value is not None:
             env[name] = value.value
-    env["event_time"] = event.__dict__["event_time"].timestamp()
+    env["event_time"] = event.__dict__["event_time"].timestamp() if at is None else at
     return env
 
 

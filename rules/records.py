@@ -184,10 +184,12 @@ def apply_event(
     created_at: datetime | None = None,
     members: Callable[[], tuple[str, ...]] = no_members,
     budget: Budget | None = None,
+    at: float | None = None,
 ) -> tuple[Record, Effects]:
     """Evaluate an input event against its key's record. `members` gives a
     cell's home subscribers; it is called only when a cell detection fires.
-    Held notices due by the event's time are released first."""
+    Held notices due by the event's time are released first. `at`: the
+    event's time in epoch seconds, when the caller has it already."""
     key = key_of(event)
     effects = Effects()
     profile: CustomerProfile | None = None  # a cell or a line: no subscriber profile
@@ -203,14 +205,15 @@ def apply_event(
         created_at=created_at,
         budget=budget,
         covers=covers,
+        at=at,
     )
     who = getattr(event, "subscriber_id", None)
     if profile is None and who is not None and record.get("who") != who:
         record = {**record, "who": who}  # a line's subscriber: told of planned work
     if result.decisions:  # rare: kept off the common path
-        at = event.event_time.isoformat()
+        when = event.event_time.isoformat()
         effects.suppressed.extend(
-            Suppression(d.rule_id, d.tier, d.reason.value, key, at) for d in result.decisions
+            Suppression(d.rule_id, d.tier, d.reason.value, key, when) for d in result.decisions
         )
     new = _route(
         {**record, "engine": engine}, key, profile, result, rules, created_at, members, effects

@@ -126,6 +126,7 @@ class Session:
             created_at=self.at,
             members=self._members(key),
             budget=self.budget(space, partition),
+            at=t,
         )
         self._put(space, key, record)
         self._take(effects, step)

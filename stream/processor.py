@@ -352,7 +352,13 @@ class Processor:
                 # evaluated with the default profile: a profile not sent yet, or in flight
                 self.metrics.without_profile.labels(self.sources.get(raw.topic, "unknown")).inc()
             record, effects = apply_event(
-                current, event, self.rules, created_at=now, members=members, budget=work.budget
+                current,
+                event,
+                self.rules,
+                created_at=now,
+                members=members,
+                budget=work.budget,
+                at=t,
             )
             work.put(key, record)
             self._outcome(at, effects, now, outcome)
