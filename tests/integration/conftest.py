@@ -17,6 +17,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient
@@ -59,11 +60,13 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def settings(bootstrap: str, tmp_path: Path) -> Iterator[Settings]:
+def settings(bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Settings]:
     """Unique topics, group and ports for one test; topics are created, and
     deleted after the test (left behind, a suite's thousands of partitions
-    fill the single dev broker's heap)."""
+    fill the single dev broker's heap). A test parametrized indirectly
+    gives further settings as a dict."""
     unique = uuid.uuid4().hex[:10]
+    more: dict[str, Any] = getattr(request, "param", {})
     s = Settings(
         app_id=f"forewarn-test-{unique}",
         topic_prefix=f"t-{unique}-",
@@ -75,6 +78,7 @@ def settings(bootstrap: str, tmp_path: Path) -> Iterator[Settings]:
         metrics_port=free_port(),
         log_format="text",
         _env_file=None,  # type: ignore[call-arg]
+        **more,
     )
     report = create_topics(s)
     assert not [line for line in report if line.startswith("error")], report

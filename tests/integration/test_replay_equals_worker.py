@@ -47,6 +47,12 @@ def records() -> list[dict[str, Any]]:
     ]
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"agent_batch_records": 1}],
+    ids=["agents-take-batches", "agents-take-one-at-a-time"],
+    indirect=True,
+)
 def test_replay_and_worker_agree_on_every_kind_of_bad_record(
     worker: WorkerProcess, kafka: KafkaProbe, settings: Settings
 ) -> None:
