@@ -113,18 +113,12 @@ class Agenda:
         clock or state: a single event dated 2099 would otherwise switch
         detection off for its key."""
         stream = self.clock.get(partition, fallback)  # `fallback`: a partition with none yet
-        if (  # the common case, without a list
-            stream is not None
-            and now is not None
-            and t - max(stream, now) <= bounds.future_s
-            and stream - t <= bounds.past_s
-        ):
-            return None
-        known = [x for x in (stream, now) if x is not None]
-        if known and t - max(known) > bounds.future_s:
+        # the later of the two (either may be unknown)
+        latest = stream if now is None else now if stream is None else max(stream, now)
+        if latest is not None and t - latest > bounds.future_s:
             what = "wall clock" if now is not None and now >= (stream or now) else "stream's time"
             return (
-                f"event time is {_span(t - max(known))} ahead of the {what}"
+                f"event time is {_span(t - latest)} ahead of the {what}"
                 f" (limit {_span(bounds.future_s)})"
             )
         if stream is not None and stream - t > bounds.past_s:

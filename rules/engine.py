@@ -222,22 +222,6 @@ def _accumulate(state: State, event: UsageEvent) -> tuple[dict[str, Any], float]
 # a subscriber with no profile yet is read with the default one (its
 # `profile.*` names do not depend on who it is)
 _DEFAULT_PROFILE_ENV = profile_env(default_profile("-"))
-# `profile.*` names built once per profile object: `rules.records` parses
-# each stored profile text once (its cache), so a subscriber's events meet
-# the same object. Keyed by identity; the entry holds the profile, so its
-# id cannot be reused while cached.
-_PROFILE_ENVS: dict[int, tuple[CustomerProfile, dict[str, Any]]] = {}
-_PROFILE_ENVS_MAX = 16384
-
-
-def _profile_names(profile: CustomerProfile) -> dict[str, Any]:
-    found = _PROFILE_ENVS.get(id(profile))
-    if found is not None and found[0] is profile:
-        return found[1]
-    if len(_PROFILE_ENVS) >= _PROFILE_ENVS_MAX:
-        _PROFILE_ENVS.clear()
-    names = _PROFILE_ENVS[id(profile)] = (profile, profile_env(profile))
-    return names[1]
 
 
 def event_env(
@@ -250,7 +234,7 @@ def event_env(
     env["cycle"] = cycle_of(event, env["event_time"])
     if isinstance(event, NetworkQualityEvent):
         return env, None
-    env.update(_profile_names(profile) if profile is not None else _DEFAULT_PROFILE_ENV)
+    env.update(profile_env(profile) if profile is not None else _DEFAULT_PROFILE_ENV)
     acc = None
     if isinstance(event, UsageEvent):
         acc, used = _accumulate(state, event)

@@ -326,11 +326,6 @@ def due_of(record: Record) -> float | None:
 
 
 def with_due(record: Record) -> Record:
-    engine, policy = record.get("engine"), record.get("policy")
-    if not (
-        (engine and engine.get("tasks")) or (policy and policy.get("held")) or record.get("maint")
-    ):  # nothing can fall due (the common case, without the three look-ups)
-        return {k: v for k, v in record.items() if k != "due"} if "due" in record else record
     times = [
         t
         for t in (
