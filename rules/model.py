@@ -293,12 +293,28 @@ def _persistence(value: object) -> object:
 Persistence = Annotated[int | str, BeforeValidator(_persistence)]
 
 
+class QuietHours(StrEnum):
+    """What a tier's notice does when it falls inside the subscriber's quiet
+    hours. Below `critical` a notice is always held; a critical tier chooses."""
+
+    HOLD = "hold"  # held in state, sent when quiet hours end
+    TEXT = "text"  # sent at once, by text: never a voice call (a critical tier's default)
+    CALL = "call"  # sent at once by the usual channel, a voice call included
+
+
 class TierSpec(_Spec):
     name: Kebab
     when: ExprText
     for_: Persistence = Field(default=1, alias="for")
     severity: Annotated[Severity, Lax]
     dedup: DedupSpec
+    quiet_hours: Annotated[QuietHours, Lax] | None = Field(
+        default=None,
+        description="Inside the subscriber's quiet hours: 'hold' the notice until they end,"
+        " send it at once by 'text' (never a voice call), or 'call' (the usual channel, a"
+        " voice call included; the opening notice only). 'text' and 'call' need severity"
+        " critical; default 'hold' below critical, 'text' for critical.",
+    )
     notice: NoticeSpec | None = None
     task: TaskSpec | None = None
 

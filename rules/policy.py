@@ -13,14 +13,19 @@ Stages, in order (each small, each names its reason):
   4. fatigue_cap  — at most 3 non-critical notices per subscriber in any rolling
                     24 h of event time; critical notices and resolutions are never
                     capped (a subscriber told of a problem is told it is over)
-  5. channel      — the preferred channel; elderly customers get warning-or-worse
-                    notices by voice call, with the simpler wording (a resolution is
-                    info, so it goes by the preferred channel)
-  6. quiet_hours  — non-critical notices inside quiet hours (where the subscriber is:
+  5. quiet_hours  — non-critical notices inside quiet hours (where the subscriber is:
                     the event's timezone or roaming country, else the profile's)
                     are held in the subscriber's state and sent when quiet hours end
                     (`release`), with `deliver_after` set to that time; a held
-                    notice whose episode resolves meanwhile is dropped (`superseded`)
+                    notice whose episode resolves meanwhile is dropped (`superseded`).
+                    A critical notice does what its tier's `quiet_hours` says:
+                    `text` (the default: at once, never by voice call), `call`
+                    (at once by the usual channel; its opening only) or `hold`
+  6. channel      — the preferred channel; elderly customers get warning-or-worse
+                    notices by voice call, with the simpler wording (a resolution is
+                    info, so it goes by the preferred channel); a notice sent by
+                    text inside quiet hours goes by the preferred channel, or SMS
+                    for those who prefer calls
 Rendering uses the profile's language. The policy's state is the `policy`
 part of the subscriber's record: `recent` (fatigue memory, in event-time
 order), `capped` (notices the cap suppressed: a redelivery gets the same
@@ -40,7 +45,7 @@ from zoneinfo import ZoneInfo
 
 from rules import maintenance
 from rules.identity import notice_id
-from rules.model import Text
+from rules.model import QuietHours, Text
 from rules.names import profile_env
 from rules.ruleset import RuleSet, Tier
 from rules.templates import Renderer
@@ -154,11 +159,28 @@ def _fatigue(intent: NoticeIntent, recent: list[list[Any]]) -> PolicyReason | No
     return PolicyReason.FATIGUE_CAP if len(window) >= FATIGUE_LIMIT else None
 
 
-def _channel(intent: NoticeIntent, profile: CustomerProfile) -> tuple[Channel, bool]:
-    """(channel, use the simpler wording)."""
+def _channel(intent: NoticeIntent, profile: CustomerProfile, by_text: bool) -> tuple[Channel, bool]:
+    """(channel, use the simpler wording). `by_text`: inside quiet hours,
+    where nobody's phone rings for it (`night_mode`)."""
+    if by_text:
+        preferred = profile.preferred_channel
+        return (Channel.SMS if preferred is Channel.VOICE_CALL else preferred), False
     if profile.segment is Segment.ELDERLY and severity_of(intent).rank >= Severity.WARNING.rank:
         return Channel.VOICE_CALL, True
     return profile.preferred_channel, False
+
+
+def night_mode(intent: NoticeIntent, tier: Tier | None) -> QuietHours:
+    """What the notice does inside quiet hours: held below critical; a
+    critical one as its tier says (built-in notices: by text). Only an
+    opening may ring: escalations and outcomes of a critical tier are news
+    about work under way, sent by text at night."""
+    if severity_of(intent) is not Severity.CRITICAL:
+        return QuietHours.HOLD
+    mode = tier.quiet_hours if tier is not None else QuietHours.TEXT
+    if mode is QuietHours.CALL and intent.part is not NoticePart.OPENING:
+        return QuietHours.TEXT
+    return mode
 
 
 def quiet_hours_end(
@@ -246,11 +268,10 @@ def deliver(
             policy["recent"] = _remember(recent, t, nid)
     if intent.part is NoticePart.OPENING and intent.detection_id not in policy.get("told", []):
         policy["told"] = [*policy.get("told", [])[-(TOLD_MEMORY - 1) :], intent.detection_id]
-    release_at = (
-        quiet_hours_end(intent.event_time, profile, intent.timezone)
-        if severity is not Severity.CRITICAL
-        else None
-    )
+    outranked = _outranked(policy, intent, tier, rules)
+    quiet_end = quiet_hours_end(intent.event_time, profile, intent.timezone)
+    mode = night_mode(intent, tier) if quiet_end is not None else None
+    release_at = quiet_end if mode is QuietHours.HOLD else None
     if release_at is not None and not again:
         held = {
             "nid": nid,
@@ -258,7 +279,7 @@ def deliver(
             "intent": intent.model_dump(mode="json"),
         }
         policy["held"] = [*policy.get("held", []), held]
-        return policy, Delivery(None, (PolicyReason.QUIET_HOURS_DEFERRED,))
+        return policy, Delivery(None, (PolicyReason.QUIET_HOURS_DEFERRED,), outranked)
     notice = _render(
         intent,
         texts,
@@ -267,8 +288,39 @@ def deliver(
         release_at,
         created_at or intent.event_time,
         renderer or _RENDERER,
+        by_text=mode is QuietHours.TEXT,
     )
-    return policy, Delivery(notice, ())
+    return policy, Delivery(notice, (), outranked)
+
+
+def _outranked(
+    policy: dict[str, Any], intent: NoticeIntent, tier: Tier | None, rules: RuleSet
+) -> tuple[NoticeIntent, ...]:
+    """Held openings of the intent's rule at a lower tier than this opening's,
+    taken out of `policy` (superseded): a subscriber texted "balance almost
+    used up" at 23:40 is not called with "balance low" at 08:00."""
+    held = policy.get("held")
+    if not held or tier is None or intent.part is not NoticePart.OPENING:
+        return ()
+    rule = rules.rule(intent.rule_id)
+    lower = {t.name for t in rule.tiers if t.index < tier.index} if rule else set()
+    gone = [
+        h
+        for h in held
+        if h["intent"]["rule_id"] == intent.rule_id
+        and h["intent"]["part"] == NoticePart.OPENING.value
+        and h["intent"]["tier"] in lower
+    ]
+    if not gone:
+        return ()
+    rest = [h for h in held if h not in gone]
+    if rest:
+        policy["held"] = rest
+    else:
+        policy.pop("held")
+    ids = {h["intent"]["detection_id"] for h in gone}
+    policy["told"] = [d for d in policy.get("told", []) if d not in ids]
+    return tuple(NoticeIntent.model_validate(h["intent"]) for h in gone)
 
 
 def release(
@@ -357,8 +409,9 @@ def _render(
     deliver_after: datetime | None,
     created_at: datetime,
     renderer: Renderer,
+    by_text: bool = False,
 ) -> CustomerNotice:
-    channel, simple = _channel(intent, profile)
+    channel, simple = _channel(intent, profile, by_text)
     lang = profile.language
     facts = intent.facts
     scope = {**facts, "rule_id": intent.rule_id, "tier": intent.tier}

@@ -28,6 +28,7 @@ from rules.model import (
     KeyField,
     NoticeSpec,
     OutcomeNoticeSpec,
+    QuietHours,
     RuleSpec,
     Source,
     TaskSpec,
@@ -113,6 +114,7 @@ class Tier:
     due_in_s: float | None
     threshold: float | None = None  # the constant of a `name op number` condition
     audience_filter: Expression | None = None  # over the receiving subscriber's profile.*
+    quiet_hours: QuietHours = QuietHours.HOLD  # what its notices do inside quiet hours
 
 
 @dataclass(frozen=True)
@@ -487,6 +489,14 @@ def _compile_tiers(c: _Compiler, spec: RuleSpec, note: Report) -> list[Tier]:
                 )
         if t.task:
             c.task_texts(("tiers", i, "task"), t.task, extra)
+        critical = t.severity is Severity.CRITICAL
+        if t.quiet_hours not in (None, QuietHours.HOLD) and not critical:
+            note(
+                ("tiers", i, "quiet_hours"),
+                None,
+                f"'quiet_hours: {t.quiet_hours.value}' needs severity critical: a"
+                f" {t.severity.value} notice waits for the end of quiet hours",
+            )
         if when:
             tiers.append(
                 Tier(
@@ -503,6 +513,7 @@ def _compile_tiers(c: _Compiler, spec: RuleSpec, note: Report) -> list[Tier]:
                     due_in_s=parse_duration(t.task.due_in) if t.task and t.task.due_in else None,
                     threshold=threshold[2] if threshold else None,
                     audience_filter=audience_filter,
+                    quiet_hours=t.quiet_hours or (QuietHours.TEXT if critical else QuietHours.HOLD),
                 )
             )
     return tiers

@@ -172,3 +172,19 @@ def test_the_guide_lists_every_enumerated_value_the_loader_checks() -> None:
     for name, values in ENUM_VALUES.items():
         row = next(line for line in guide.splitlines() if line.startswith(f"| `{name}`"))
         assert row.count("`") - 2 == 2 * len(values) and all(f"`{v}`" in row for v in values)
+
+
+def test_only_a_critical_tier_may_send_inside_quiet_hours(tmp_path: Path) -> None:
+    text = (DEFAULT_RULES_DIR / "prepaid-balance.yaml").read_text(encoding="utf-8")
+    bad = text.replace("severity: warning\n", "severity: warning\n        quiet_hours: call\n")
+    assert messages(bad, tmp_path) == [
+        "14:22: rule \"prepaid-balance\": tiers[0].quiet_hours: 'quiet_hours: call' needs"
+        " severity critical: a warning notice waits for the end of quiet hours"
+    ]
+    assert any(
+        "quiet_hours" in m
+        for m in messages(
+            text.replace("severity: critical\n", "severity: critical\n        quiet_hours: ring\n"),
+            tmp_path,
+        )
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,6 +40,10 @@ def intent(
     )
 
 
+CRITICAL_23 = intent(23, "very-low", Severity.CRITICAL)
+CRITICAL_12 = intent(12, "very-low", Severity.CRITICAL)
+
+
 def prof(**kw: Any) -> CustomerProfile:
     return CustomerProfile.model_validate_json(json.dumps({"subscriber_id": "s1", **kw}))
 
@@ -56,6 +61,11 @@ def prof(**kw: Any) -> CustomerProfile:
         ),
         (prof(), intent(23, "very-low", Severity.CRITICAL), "sms", None, ()),
         (prof(segment="elderly", language="en"), intent(12), "voice_call", None, ()),
+        # critical inside quiet hours: at once, but nobody is rung (the tier's default, `text`)
+        (prof(segment="elderly"), CRITICAL_23, "sms", None, ()),
+        (prof(preferred_channel="voice_call"), CRITICAL_23, "sms", None, ()),
+        (prof(segment="elderly", preferred_channel="email"), CRITICAL_23, "email", None, ()),
+        (prof(segment="elderly"), CRITICAL_12, "voice_call", None, ()),  # daytime: elderly channel
         (
             prof(timezone="Europe/London", quiet_hours={"start": "22:00", "end": "08:00"}),
             intent(7),
@@ -212,3 +222,53 @@ def test_of_two_held_openings_of_a_tier_only_the_latest_is_sent() -> None:
     )
     assert [n.correlation_id for n in sent] == ["n2"] and "12" in sent[0].message
     assert [i.detection_id for i in superseded] == ["n1"]
+
+
+def fraud(hour: int, part: str = "opening") -> NoticeIntent:
+    return NoticeIntent.model_validate(
+        {
+            **intent(hour, "extreme", Severity.CRITICAL, det="f1").model_dump(),
+            "rule_id": "abnormal-charges",
+            "category": "charges",
+            "facts": {"hourly": 1200.0},
+            "part": part,
+        }
+    )
+
+
+def test_a_tier_with_quiet_hours_call_rings_at_night_with_its_opening_only() -> None:
+    elderly = prof(segment="elderly", language="en")
+    _, opened = deliver(None, elderly, fraud(23), RULES)
+    assert opened.notice is not None and opened.notice.channel == "voice_call"
+    assert opened.notice.deliver_after is None
+    _, done = deliver(None, elderly, fraud(23, "done"), RULES)
+    assert done.notice is not None and done.notice.channel == "sms"  # news of work: by text
+    _, day = deliver(None, elderly, fraud(12, "done"), RULES)
+    assert day.notice is not None and day.notice.channel == "voice_call"
+
+
+def test_a_critical_tier_may_hold_its_notice_for_the_morning(tmp_path: Path) -> None:
+    text = (DEFAULT_RULES_DIR / "prepaid-balance.yaml").read_text(encoding="utf-8")
+    held = text.replace("severity: critical\n", "severity: critical\n        quiet_hours: hold\n")
+    (tmp_path / "prepaid.yaml").write_text(held, encoding="utf-8")
+    rules = load_rule_set([tmp_path]).rule_set
+    assert rules is not None and held != text
+    state, d = deliver(None, prof(), intent(23, "very-low", Severity.CRITICAL), rules)
+    assert d.notice is None and d.reasons == (PolicyReason.QUIET_HOURS_DEFERRED,)
+    _, released, _, _ = release(state, prof(), datetime(2026, 11, 21, 8, 0, tzinfo=CST), rules)
+    assert [n.tier for n in released] == ["very-low"]
+
+
+def test_a_more_severe_opening_outranks_the_held_ones_below_it() -> None:
+    state, low = deliver(None, prof(), intent(23, det="d1"), RULES)
+    assert low.reasons == (PolicyReason.QUIET_HOURS_DEFERRED,)
+    critical = intent(23, "very-low", Severity.CRITICAL, det="d2", minute=10)
+    state, sent = deliver(state, prof(), critical, RULES)
+    assert sent.notice is not None and [i.detection_id for i in sent.dropped] == ["d1"]
+    assert "held" not in state and state["told"] == ["d2"]
+    assert release(state, prof(), datetime(2026, 11, 21, 8, 0, tzinfo=CST), RULES)[1] == []
+    # another rule's held notice is not touched
+    other = outage(23, "d3")
+    state, _ = deliver(None, prof(), other, RULES)
+    state, sent = deliver(state, prof(), critical, RULES)
+    assert sent.dropped == () and len(state["held"]) == 1
