@@ -165,3 +165,122 @@ def test_no_faust_or_aiokafka_private_name_is_used_outside_the_adapter() -> None
         if PRIVATE_NAMES.search(line)
     ]
     assert found == []
+
+
+class _Service:
+    """What `inline_first` reads of mode's Service."""
+
+    should_stop = False
+    crashed = False
+
+
+def test_a_record_delivered_at_once_makes_no_task_and_starts_no_other_wait() -> None:
+    """Faust's fetch loop races each record's delivery against the
+    consumer's flow suspension with `Service.wait_first` (four tasks per
+    record); a delivery that needs no wait now runs inline."""
+    from mode.services import WaitResults
+
+    from stream.faust_runtime import inline_first
+
+    async def main() -> tuple[Any, int, bool]:
+        tasks = len(asyncio.all_tasks())
+        seen: list[int] = []
+
+        async def deliver(n: int) -> int:
+            seen.append(n)
+            return n * 2
+
+        suspend = asyncio.Event()
+        other = suspend.wait()
+
+        async def never(*coros: Any, timeout: Any = None) -> WaitResults:
+            raise AssertionError("the slow path is not taken")
+
+        result = await inline_first(_Service(), never, (deliver(21), other), None)
+        assert seen == [21]
+        return result, len(asyncio.all_tasks()) - tasks, other.cr_frame is None
+
+    result, new_tasks, closed = asyncio.run(main())
+    assert result.results == [42] and not result.stopped
+    assert new_tasks == 0 and closed  # the suspension wait never started
+
+
+def test_a_delivery_that_must_wait_is_raced_against_flow_suspension_as_in_faust() -> None:
+    """A full queue (here: a future nobody completes) makes the delivery
+    wait; when the consumer's flow is suspended (a rebalance) the fetch
+    loop is freed and the delivery is cancelled, running its clean-up."""
+    from mode import Service
+
+    from stream.faust_runtime import inline_first
+
+    class Fetcher(Service):
+        pass
+
+    async def main() -> tuple[Any, list[str], Any]:
+        fetcher = Fetcher()
+        steps: list[str] = []
+        blocked = asyncio.get_running_loop().create_future()
+
+        async def deliver() -> str:
+            steps.append("put")
+            try:
+                await blocked
+            except asyncio.CancelledError:
+                steps.append("cancelled")
+                raise
+            return "delivered"
+
+        suspend = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.05, suspend.set)
+        raced = await inline_first(fetcher, fetcher.wait_first, (deliver(), suspend.wait()), None)
+        await asyncio.sleep(0.01)  # the cancelled delivery's clean-up runs
+
+        # and a delivery that waits and then completes gives its result
+        ready = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.01, ready.set_result, "room")
+
+        async def later() -> str:
+            got = await ready
+            await asyncio.sleep(0)
+            return f"delivered after {got}"
+
+        done = await inline_first(
+            fetcher, fetcher.wait_first, (later(), asyncio.Event().wait()), None
+        )
+        return raced, steps, done
+
+    raced, steps, done = asyncio.run(main())
+    assert steps == ["put", "cancelled"]
+    assert not raced.stopped and raced.results == [True]  # the suspension won
+    assert done.results == ["delivered after room"]
+
+
+def test_a_delivery_that_fails_at_once_raises_as_in_faust() -> None:
+    from stream.faust_runtime import inline_first
+
+    async def main() -> None:
+        async def deliver() -> None:
+            raise ValueError("bad record")
+
+        other = asyncio.Event().wait()
+
+        async def never(*coros: Any, timeout: Any = None) -> Any:
+            raise AssertionError("the slow path is not taken")
+
+        try:
+            await inline_first(_Service(), never, (deliver(), other), None)
+        except ValueError as exc:
+            assert str(exc) == "bad record" and other.cr_frame is None
+        else:
+            raise AssertionError("the failure was swallowed")
+
+    asyncio.run(main())
+
+
+def test_the_worker_consumer_delivers_inline(tmp_path: Path) -> None:
+    from mode import Service
+
+    app = worker_app(Settings(_env_file=None, state_dir=tmp_path))
+    wait_first = app.transport.Consumer.wait_first
+    assert wait_first is not Service.wait_first
+    assert "inline_first" in wait_first.__code__.co_names
