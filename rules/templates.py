@@ -21,7 +21,7 @@ that, and every template is bounded before it ever runs on an event:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError
@@ -156,29 +156,57 @@ def check_template(source: str, known: Iterable[str]) -> None:
             )
 
 
+class _Compiled(NamedTuple):
+    """A template as the renderer keeps it: a text with no placeholders is
+    its own output (`constant`); otherwise the template and the names it
+    reads, which are all its output depends on."""
+
+    constant: str | None
+    template: Any = None
+    names: tuple[str, ...] = ()
+
+
+def _compile(source: str) -> _Compiled:
+    if "{" not in source:  # no {{ }}, {% %} or {# #}: nothing to render
+        if len(source.strip()) > MAX_TEXT:
+            raise ValueError(
+                f"text of {len(source.strip()):,} characters; the limit is {MAX_TEXT:,}"
+            )
+        return _Compiled(source.strip())
+    names = tuple(sorted(meta.find_undeclared_variables(ENVIRONMENT.parse(source))))
+    return _Compiled(None, ENVIRONMENT.from_string(source), names)
+
+
+_ABSENT = object()  # a name the facts do not have (not the same text as a None value)
+
+
 class Renderer:
     """Compiled templates, cached by source text; and recent texts, cached
-    by template and values: a cell's notice to its hundreds of home
-    subscribers renders once per language, not once per subscriber."""
+    by template and the values of the names it reads: a cell's notice to
+    its hundreds of home subscribers renders once per language, not once
+    per subscriber."""
 
     MAX_TEXTS = 4096
 
     def __init__(self) -> None:
-        self._cache: dict[str, Any] = {}
+        self._cache: dict[str, _Compiled] = {}
         self._texts: dict[Any, str] = {}
 
     def render(self, source: str, facts: Mapping[str, Any]) -> str:
+        compiled = self._cache.get(source)
+        if compiled is None:
+            compiled = self._cache[source] = _compile(source)
+        if compiled.constant is not None:
+            return compiled.constant
         try:  # the type too: 1, 1.0 and True are equal keys but render differently
-            key: Any = (source, *((k, type(v), v) for k, v in sorted(facts.items())))
+            values = [facts.get(n, _ABSENT) for n in compiled.names]
+            key: Any = (source, *values, *map(type, values))
             text = self._texts.get(key)
         except TypeError:  # a value that cannot be a key (a list): render every time
             key, text = None, None
         if text is not None:
             return text
-        template = self._cache.get(source)
-        if template is None:
-            template = self._cache[source] = ENVIRONMENT.from_string(source)
-        text = str(template.render(facts)).strip()
+        text = str(compiled.template.render(facts)).strip()
         if len(text) > MAX_TEXT:
             raise ValueError(f"text of {len(text):,} characters; the limit is {MAX_TEXT:,}")
         if key is not None:

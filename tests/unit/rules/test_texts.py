@@ -127,6 +127,14 @@ def test_texts_rendered_once_are_reused_only_for_exactly_the_same_values() -> No
     assert r.render(source, {"n": 1, "who": "them"}) == "1 of them"
     assert r.render(source, {"n": [1, 2], "who": "you"}) == "[1, 2] of you"  # not a key: rendered
     assert r.render(source, {"n": 1, "who": "you"}) == "1 of you"
+    # only the names a text reads make it differ: other facts do not cost a render
+    assert r.render(source, {"n": 1, "who": "you", "balance": 3.5}) == "1 of you"
+    assert len(r._texts) == 4
+    # a missing name and a none value are not the same text
+    maybe = "{% if x is defined %}{{ x }}{% else %}no x{% endif %}"
+    assert [r.render(maybe, f) for f in ({}, {"x": None}, {})] == ["no x", "None", "no x"]
+    # a text with no placeholder is itself (trimmed), whatever the facts
+    assert r.render("  Low balance \n", {"n": [1]}) == "Low balance"
 
 
 def test_planned_work_times_read_like_a_person_wrote_them() -> None:
