@@ -176,6 +176,13 @@ class NoticeSpec(_Spec):
     resolved: ResolvedNoticeSpec | None = Field(
         default=None, description="Sent to the same audience when the episode clears."
     )
+    repeat_after: Duration | None = Field(
+        default=None,
+        description="A subscriber told of this tier's opening about the same key (a cell, a"
+        " line, themselves) is not told again before this much event time has passed"
+        " (suppression reason 'repeat'), e.g. '7d' for a cell that degrades every evening."
+        " At most 30d.",
+    )
 
 
 # Work done by people closes only when the work system says so; a check a

@@ -9,11 +9,14 @@ Stages, in order (each small, each names its reason):
   2. coherence    — a resolution goes only to a subscriber who was told of its
                     opening (`not_notified`); a resolution of an opening still held
                     for quiet hours drops both (`superseded`)
-  3. opt_out      — a category in the profile's `opt_out` suppresses non-critical notices
-  4. fatigue_cap  — at most 3 non-critical notices per subscriber in any rolling
+  3. repeat       — an opening of a tier with `repeat_after`, about a key (a cell, a line,
+                    the subscriber) the subscriber was told of less than that ago
+                    (`told_at`), is not sent (`repeat`); nor, then, is its resolution
+  4. opt_out      — a category in the profile's `opt_out` suppresses non-critical notices
+  5. fatigue_cap  — at most 3 non-critical notices per subscriber in any rolling
                     24 h of event time; critical notices and resolutions are never
                     capped (a subscriber told of a problem is told it is over)
-  5. quiet_hours  — non-critical notices inside quiet hours (where the subscriber is:
+  6. quiet_hours  — non-critical notices inside quiet hours (where the subscriber is:
                     the event's timezone or roaming country, else the profile's)
                     are held in the subscriber's state and sent when quiet hours end
                     (`release`), with `deliver_after` set to that time; a held
@@ -21,7 +24,7 @@ Stages, in order (each small, each names its reason):
                     A critical notice does what its tier's `quiet_hours` says:
                     `text` (the default: at once, never by voice call), `call`
                     (at once by the usual channel; its opening only) or `hold`
-  6. channel      — the preferred channel; elderly customers get warning-or-worse
+  7. channel      — the preferred channel; elderly customers get warning-or-worse
                     notices by voice call, with the simpler wording (a resolution is
                     info, so it goes by the preferred channel); a notice sent by
                     text inside quiet hours goes by the preferred channel, or SMS
@@ -30,7 +33,8 @@ Rendering uses the profile's language. The policy's state is the `policy`
 part of the subscriber's record: `recent` (fatigue memory, in event-time
 order), `capped` (notices the cap suppressed: a redelivery gets the same
 decision), `told` (openings sent or held), `held` (notices waiting for the
-end of quiet hours). The cap's decision for a notice depends only on the
+end of quiet hours), `told_at` (when openings of tiers with `repeat_after`
+were sent, by rule, tier and key). The cap's decision for a notice depends only on the
 notices before it in event time, so it is the same in replay, after a
 kill -9 and after a lost disk (the record comes back from the changelog).
 """
@@ -47,7 +51,7 @@ from rules import maintenance
 from rules.identity import notice_id
 from rules.model import QuietHours, Text
 from rules.names import profile_env
-from rules.ruleset import RuleSet, Tier
+from rules.ruleset import MAX_REPEAT_AFTER_S, RuleSet, Tier
 from rules.templates import Renderer
 from schemas import (
     Channel,
@@ -77,6 +81,7 @@ class PolicyReason(StrEnum):
     NOT_NOTIFIED = "not_notified"  # a resolution of an opening the subscriber never got
     AUDIENCE = "audience"  # the notice's audience_filter leaves this subscriber out
     SUPERSEDED = "superseded"  # held for quiet hours, and resolved before they ended
+    REPEAT = "repeat"  # told of the same problem less than the tier's `repeat_after` ago
 
 
 @dataclass(frozen=True)
@@ -256,7 +261,11 @@ def deliver(
         reason, dropped = _coherence(intent, policy)
         if reason is not None:
             return policy, Delivery(None, (reason,), dropped)
-        for stage in (_opt_out(intent, profile), _fatigue(intent, recent)):
+        for stage in (
+            _repeat(intent, tier, policy),
+            _opt_out(intent, profile),
+            _fatigue(intent, recent),
+        ):
             if stage is PolicyReason.FATIGUE_CAP:
                 policy["capped"] = [*policy.get("capped", [])[-(CAPPED_MEMORY - 1) :], nid]
             if stage is not None:
@@ -290,7 +299,36 @@ def deliver(
         renderer or _RENDERER,
         by_text=mode is QuietHours.TEXT,
     )
+    _told(policy, intent, tier, intent.event_time.timestamp())
     return policy, Delivery(notice, (), outranked)
+
+
+def _about(intent: NoticeIntent) -> str:
+    """What an opening tells of: its rule, tier and key (a cell, a line, the subscriber)."""
+    return f"{intent.rule_id}/{intent.tier}/{intent.facts.get('key', '')}"
+
+
+def _repeat(intent: NoticeIntent, tier: Tier | None, policy: dict[str, Any]) -> PolicyReason | None:
+    """An opening of a tier with `repeat_after`, about a key the subscriber
+    was told of less than that ago: a cell that degrades every evening is
+    news once a week, not every day."""
+    if tier is None or tier.repeat_after_s is None or intent.part is not NoticePart.OPENING:
+        return None
+    told = policy.get("told_at", {}).get(_about(intent))
+    if told is not None and intent.event_time.timestamp() - told < tier.repeat_after_s:
+        return PolicyReason.REPEAT
+    return None
+
+
+def _told(policy: dict[str, Any], intent: NoticeIntent, tier: Tier | None, t: float) -> None:
+    """Remember when the subscriber was told of an opening (at `t`), for
+    tiers with `repeat_after`; what is older than any tier may ask is forgotten."""
+    if tier is None or tier.repeat_after_s is None or intent.part is not NoticePart.OPENING:
+        return
+    about = _about(intent)
+    told = {k: v for k, v in policy.get("told_at", {}).items() if t - v < MAX_REPEAT_AFTER_S}
+    told[about] = max(t, told.get(about, t))
+    policy["told_at"] = told
 
 
 def _outranked(
@@ -356,7 +394,7 @@ def release(
     notices, failures = [], []
     for h in due:
         intent = NoticeIntent.model_validate(h["intent"])
-        _, texts = texts_of(rules, intent)
+        tier, texts = texts_of(rules, intent)
         if texts is None:
             continue  # the rule went away while the notice was held
         at = datetime.fromtimestamp(h["release"], UTC)
@@ -368,6 +406,8 @@ def release(
             )
         except Exception as exc:  # one failing text costs only its notice
             failures.append((intent.rule_id, f"notice text: {type(exc).__name__}: {exc}"))
+            continue
+        _told(policy, intent, tier, h["release"])
     return policy, notices, failures, superseded
 
 

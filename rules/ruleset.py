@@ -38,6 +38,7 @@ from rules.templates import TemplateError, check_template
 from schemas import BillingEvent, CustomerProfile, NetworkQualityEvent, Severity, UsageEvent
 
 DETECTION_NAMES = frozenset({"rule_id", "tier", "key"})
+MAX_REPEAT_AFTER_S = 30 * 86400.0  # how long a subscriber's policy remembers what it was told
 
 
 def _enum_values() -> dict[str, tuple[str, ...]]:
@@ -115,6 +116,7 @@ class Tier:
     threshold: float | None = None  # the constant of a `name op number` condition
     audience_filter: Expression | None = None  # over the receiving subscriber's profile.*
     quiet_hours: QuietHours = QuietHours.HOLD  # what its notices do inside quiet hours
+    repeat_after_s: float | None = None  # `notice.repeat_after`, in seconds
 
 
 @dataclass(frozen=True)
@@ -490,6 +492,15 @@ def _compile_tiers(c: _Compiler, spec: RuleSpec, note: Report) -> list[Tier]:
         if t.task:
             c.task_texts(("tiers", i, "task"), t.task, extra)
         critical = t.severity is Severity.CRITICAL
+        repeat_text = t.notice.repeat_after if t.notice else None
+        repeat = parse_duration(repeat_text) if repeat_text else None
+        if repeat is not None and repeat > MAX_REPEAT_AFTER_S:
+            note(
+                ("tiers", i, "notice", "repeat_after"),
+                None,
+                f"'repeat_after: {repeat_text}' is longer than 30d: a subscriber's notice"
+                " memory keeps 30 days",
+            )
         if t.quiet_hours not in (None, QuietHours.HOLD) and not critical:
             note(
                 ("tiers", i, "quiet_hours"),
@@ -514,6 +525,7 @@ def _compile_tiers(c: _Compiler, spec: RuleSpec, note: Report) -> list[Tier]:
                     threshold=threshold[2] if threshold else None,
                     audience_filter=audience_filter,
                     quiet_hours=t.quiet_hours or (QuietHours.TEXT if critical else QuietHours.HOLD),
+                    repeat_after_s=repeat,
                 )
             )
     return tiers

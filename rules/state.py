@@ -135,6 +135,7 @@ class PolicyState(TypedDict, total=False):
     capped: list[str]  # notices the cap suppressed: a redelivery gets the same decision
     told: list[str]  # openings sent or held: only they get a resolution
     held: list[Held]
+    told_at: dict[str, float]  # "rule/tier/key" -> when told (epoch s), for `repeat_after`
 
 
 class Planned(TypedDict, total=False):

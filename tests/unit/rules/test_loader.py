@@ -188,3 +188,13 @@ def test_only_a_critical_tier_may_send_inside_quiet_hours(tmp_path: Path) -> Non
             tmp_path,
         )
     )
+
+
+def test_repeat_after_is_bounded_by_the_policys_memory(tmp_path: Path) -> None:
+    text = (DEFAULT_RULES_DIR / "cell-degradation.yaml").read_text(encoding="utf-8")
+    bad = text.replace("repeat_after: 7d", "repeat_after: 60d")
+    assert bad != text
+    assert messages(bad, tmp_path) == [
+        "44:25: rule \"cell-degradation\": tiers[1].notice.repeat_after: 'repeat_after: 60d'"
+        " is longer than 30d: a subscriber's notice memory keeps 30 days"
+    ]

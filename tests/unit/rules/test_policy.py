@@ -272,3 +272,42 @@ def test_a_more_severe_opening_outranks_the_held_ones_below_it() -> None:
     state, _ = deliver(None, prof(), other, RULES)
     state, sent = deliver(state, prof(), critical, RULES)
     assert sent.dropped == () and len(state["held"]) == 1
+
+
+def test_an_opening_repeated_within_repeat_after_is_not_sent_again() -> None:
+    """cell-degradation/red has `repeat_after: 7d`: one notice a week per
+    cell, counted from when the subscriber was actually told."""
+
+    def red(day: int, hour: int, det: str, cell: str = "c1") -> NoticeIntent:
+        at = datetime(2026, 11, 20, hour, tzinfo=CST) + timedelta(days=day)
+        return outage(hour, det, event_time=at, facts={"key": cell})
+
+    state, first = deliver(None, prof(), red(0, 20, "d1"), RULES)
+    assert first.notice is not None
+    state, again = deliver(state, prof(), red(1, 20, "d2"), RULES)
+    assert again.notice is None and again.reasons == (PolicyReason.REPEAT,)
+    state, same = deliver(state, prof(), red(1, 20, "d2"), RULES)  # redelivered: same answer
+    assert same.reasons == (PolicyReason.REPEAT,)
+    state, other = deliver(state, prof(), red(1, 20, "d3", cell="c2"), RULES)
+    assert other.notice is not None  # another cell is other news
+    state, week = deliver(state, prof(), red(7, 20, "d4"), RULES)
+    assert week.notice is not None
+
+
+def test_a_held_opening_counts_as_told_when_it_is_released() -> None:
+    night = outage(23, "d1", facts={"key": "c1"})
+    state, held = deliver(None, prof(), night, RULES)
+    assert held.reasons == (PolicyReason.QUIET_HOURS_DEFERRED,) and "told_at" not in state
+    morning = datetime(2026, 11, 21, 8, 0, tzinfo=CST)
+    state, released, _, _ = release(state, prof(), morning, RULES)
+    assert len(released) == 1 and state["told_at"] == {
+        "cell-degradation/red/c1": morning.timestamp()
+    }
+    evening = outage(20, "d2", facts={"key": "c1"}, event_time=morning + timedelta(hours=12))
+    _, again = deliver(state, prof(), evening, RULES)
+    assert again.reasons == (PolicyReason.REPEAT,)
+
+
+def test_tiers_without_repeat_after_remember_nothing() -> None:
+    state, sent = deliver(None, prof(), intent(12), RULES)
+    assert sent.notice is not None and "told_at" not in state
