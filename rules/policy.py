@@ -41,6 +41,7 @@ kill -9 and after a lost disk (the record comes back from the changelog).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -166,7 +167,7 @@ def _fatigue(intent: NoticeIntent, recent: list[list[Any]]) -> PolicyReason | No
 
 def _channel(intent: NoticeIntent, profile: CustomerProfile, by_text: bool) -> tuple[Channel, bool]:
     """(channel, use the simpler wording). `by_text`: inside quiet hours,
-    where nobody's phone rings for it (`night_mode`)."""
+    where nobody's phone rings for it (`_night_mode`)."""
     if by_text:
         preferred = profile.preferred_channel
         return (Channel.SMS if preferred is Channel.VOICE_CALL else preferred), False
@@ -175,7 +176,7 @@ def _channel(intent: NoticeIntent, profile: CustomerProfile, by_text: bool) -> t
     return profile.preferred_channel, False
 
 
-def night_mode(intent: NoticeIntent, tier: Tier | None) -> QuietHours:
+def _night_mode(intent: NoticeIntent, tier: Tier | None) -> QuietHours:
     """What the notice does inside quiet hours: held below critical; a
     critical one as its tier says (built-in notices: by text). Only an
     opening may ring: escalations and outcomes of a critical tier are news
@@ -215,12 +216,8 @@ def _coherence(
     both go (the episode ended before the subscriber could hear of it)."""
     if intent.part is not NoticePart.RESOLVED:
         return None, ()
-    held = policy.get("held", [])
-    superseded = [h for h in held if h["intent"]["detection_id"] == intent.opening_id]
-    if superseded:
-        policy["held"] = [h for h in held if h not in superseded]
-        policy["told"] = [d for d in policy.get("told", []) if d != intent.opening_id]
-        dropped = tuple(NoticeIntent.model_validate(h["intent"]) for h in superseded)
+    dropped = _drop_held(policy, lambda h: h["detection_id"] == intent.opening_id)
+    if dropped:
         return PolicyReason.SUPERSEDED, dropped
     if intent.opening_id not in policy.get("told", []):
         return PolicyReason.NOT_NOTIFIED, ()
@@ -279,7 +276,7 @@ def deliver(
         policy["told"] = [*policy.get("told", [])[-(TOLD_MEMORY - 1) :], intent.detection_id]
     outranked = _outranked(policy, intent, tier, rules)
     quiet_end = quiet_hours_end(intent.event_time, profile, intent.timezone)
-    mode = night_mode(intent, tier) if quiet_end is not None else None
+    mode = _night_mode(intent, tier) if quiet_end is not None else None
     release_at = quiet_end if mode is QuietHours.HOLD else None
     if release_at is not None and not again:
         held = {
@@ -308,14 +305,22 @@ def _about(intent: NoticeIntent) -> str:
     return f"{intent.rule_id}/{intent.tier}/{intent.facts.get('key', '')}"
 
 
+def _repeat_after(intent: NoticeIntent, tier: Tier | None) -> float | None:
+    """The tier's `repeat_after` (seconds) when the intent is an opening."""
+    if tier is None or intent.part is not NoticePart.OPENING:
+        return None
+    return tier.repeat_after_s
+
+
 def _repeat(intent: NoticeIntent, tier: Tier | None, policy: dict[str, Any]) -> PolicyReason | None:
     """An opening of a tier with `repeat_after`, about a key the subscriber
     was told of less than that ago: a cell that degrades every evening is
     news once a week, not every day."""
-    if tier is None or tier.repeat_after_s is None or intent.part is not NoticePart.OPENING:
+    after = _repeat_after(intent, tier)
+    if after is None:
         return None
     told = policy.get("told_at", {}).get(_about(intent))
-    if told is not None and intent.event_time.timestamp() - told < tier.repeat_after_s:
+    if told is not None and intent.event_time.timestamp() - told < after:
         return PolicyReason.REPEAT
     return None
 
@@ -323,7 +328,7 @@ def _repeat(intent: NoticeIntent, tier: Tier | None, policy: dict[str, Any]) -> 
 def _told(policy: dict[str, Any], intent: NoticeIntent, tier: Tier | None, t: float) -> None:
     """Remember when the subscriber was told of an opening (at `t`), for
     tiers with `repeat_after`; what is older than any tier may ask is forgotten."""
-    if tier is None or tier.repeat_after_s is None or intent.part is not NoticePart.OPENING:
+    if _repeat_after(intent, tier) is None:
         return
     about = _about(intent)
     told = {k: v for k, v in policy.get("told_at", {}).items() if t - v < MAX_REPEAT_AFTER_S}
@@ -337,18 +342,27 @@ def _outranked(
     """Held openings of the intent's rule at a lower tier than this opening's,
     taken out of `policy` (superseded): a subscriber texted "balance almost
     used up" at 23:40 is not called with "balance low" at 08:00."""
-    held = policy.get("held")
-    if not held or tier is None or intent.part is not NoticePart.OPENING:
+    if not policy.get("held") or tier is None or intent.part is not NoticePart.OPENING:
         return ()
     rule = rules.rule(intent.rule_id)
     lower = {t.name for t in rule.tiers if t.index < tier.index} if rule else set()
-    gone = [
-        h
-        for h in held
-        if h["intent"]["rule_id"] == intent.rule_id
-        and h["intent"]["part"] == NoticePart.OPENING.value
-        and h["intent"]["tier"] in lower
-    ]
+    return _drop_held(
+        policy,
+        lambda h: (
+            h["rule_id"] == intent.rule_id
+            and h["part"] == NoticePart.OPENING.value
+            and h["tier"] in lower
+        ),
+    )
+
+
+def _drop_held(
+    policy: dict[str, Any], which: Callable[[dict[str, Any]], bool]
+) -> tuple[NoticeIntent, ...]:
+    """Take the held notices whose intent `which` selects out of `policy`;
+    their openings were never told."""
+    held = policy.get("held", [])
+    gone = [h for h in held if which(h["intent"])]
     if not gone:
         return ()
     rest = [h for h in held if h not in gone]
