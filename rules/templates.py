@@ -166,13 +166,17 @@ class _Compiled(NamedTuple):
     names: tuple[str, ...] = ()
 
 
+def _bounded(text: str) -> str:
+    """A text as sent (trimmed), or an error past `MAX_TEXT` characters."""
+    text = text.strip()
+    if len(text) > MAX_TEXT:
+        raise ValueError(f"text of {len(text):,} characters; the limit is {MAX_TEXT:,}")
+    return text
+
+
 def _compile(source: str) -> _Compiled:
     if "{" not in source:  # no {{ }}, {% %} or {# #}: nothing to render
-        if len(source.strip()) > MAX_TEXT:
-            raise ValueError(
-                f"text of {len(source.strip()):,} characters; the limit is {MAX_TEXT:,}"
-            )
-        return _Compiled(source.strip())
+        return _Compiled(_bounded(source))
     names = tuple(sorted(meta.find_undeclared_variables(ENVIRONMENT.parse(source))))
     return _Compiled(None, ENVIRONMENT.from_string(source), names)
 
@@ -206,9 +210,7 @@ class Renderer:
             key, text = None, None
         if text is not None:
             return text
-        text = str(compiled.template.render(facts)).strip()
-        if len(text) > MAX_TEXT:
-            raise ValueError(f"text of {len(text):,} characters; the limit is {MAX_TEXT:,}")
+        text = _bounded(str(compiled.template.render(facts)))
         if key is not None:
             if len(self._texts) >= self.MAX_TEXTS:
                 self._texts.clear()
