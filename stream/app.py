@@ -34,7 +34,7 @@ from sinks import OutputTopic
 from stream.checkpoint import Changelogs, Checkpointer
 from stream.connection import ssl_context
 from stream.decoding import RawRecord
-from stream.faust_runtime import fetch_tuned_transport
+from stream.faust_runtime import LeanMonitor, fetch_tuned_transport
 from stream.metrics import Metrics
 from stream.processor import NETWORK, SUBSCRIBERS, Outcome, Processor
 from stream.reload import RuleReloader
@@ -102,6 +102,7 @@ def create_app(
         broker_commit_every=COMMIT_EVERY_NEVER,
         broker_session_timeout=settings.kafka.session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, settings.kafka.session_timeout_seconds / 3),
+        monitor=LeanMonitor(),
     )
     app.transport = fetch_tuned_transport(app, settings.kafka)
     Wiring(app, settings, Processor(settings, rules, metrics), metrics, reloader)

@@ -284,3 +284,54 @@ def test_the_worker_consumer_delivers_inline(tmp_path: Path) -> None:
     wait_first = app.transport.Consumer.wait_first
     assert wait_first is not Service.wait_first
     assert "inline_first" in wait_first.__code__.co_names
+
+
+def test_the_fetch_loop_checks_the_empty_producer_buffer_without_fausts_settings(
+    tmp_path: Path,
+) -> None:
+    """Before each record Faust awaits `producer.buffer.wait_until_ebb()`;
+    the worker's buffer is checked by its queue length, and Faust's own
+    wait (which flushes) runs only when the buffer is over its limit."""
+    app = worker_app(Settings(_env_file=None, state_dir=tmp_path))
+
+    async def main() -> list[str]:
+        buffer = app.producer.buffer
+        flushed: list[str] = []
+
+        async def flush_atmost(n: int | None) -> int:
+            flushed.append(f"flush {n}")
+            while not buffer.pending.empty():
+                buffer.pending.get_nowait()
+            return 0
+
+        buffer.flush_atmost = flush_atmost
+        app_of_buffer, buffer.app = buffer.app, None  # Faust's check reads app.conf
+        await buffer.wait_until_ebb()  # empty: nothing to wait for
+        assert flushed == []
+        for i in range(buffer.max_messages):
+            buffer.pending.put_nowait(i)
+        await buffer.wait_until_ebb()  # at the limit, not over it
+        assert flushed == []
+        buffer.pending.put_nowait("one more")
+        buffer.app = app_of_buffer
+        await buffer.wait_until_ebb()  # over it: Faust's wait flushes
+        return flushed
+
+    assert asyncio.run(main()) == ["flush 100"]
+
+
+def test_the_worker_monitor_keeps_only_the_stream_inbound_time(tmp_path: Path) -> None:
+    """Faust reads back one thing its monitor keeps per record: when each
+    partition's stream last took one (its stalled-stream warnings). The
+    worker's monitor keeps that and none of the per-record counters."""
+    from faust.types import TP
+
+    app = worker_app(Settings(_env_file=None, state_dir=tmp_path))
+    monitor = app.monitor
+    tp = TP("usage-events", 3)
+    stream = object()
+    state = monitor.on_stream_event_in(tp, 10, stream, object())
+    monitor.on_stream_event_out(tp, 10, stream, object(), state)
+    assert tp in monitor.stream_inbound_time
+    assert monitor.events_total == 0 and monitor.events_active == 0
+    assert list(monitor.events_runtime) == []
