@@ -167,14 +167,22 @@ class Worker:
     """`forewarn worker` as a child process (`module`: another entry point
     with the same command line, e.g. `bench.noop_worker`)."""
 
-    def __init__(self, settings: Settings, log: Path, module: str = "stream.cli") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log: Path,
+        module: str = "stream.cli",
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.settings, self.log, self.module = settings, log, module
+        self.extra_env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.started = 0.0
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FOREWARN_")}
         env.update(self.settings.as_env())
+        env.update(self.extra_env)
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", self.module, "worker"],

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 
+from bench import timing
 from stream import cli
 from stream.decoding import RawRecord
 from stream.processor import Outcome, Processor
@@ -32,4 +33,5 @@ def count_only(self: Processor, raw: RawRecord, work: Callable[[datetime], Outco
 
 if __name__ == "__main__":
     Processor._guarded = count_only  # type: ignore[method-assign]
+    timing.install()  # timed from inside as W is (`bench.timing`)
     sys.exit(cli.main())
