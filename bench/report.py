@@ -185,12 +185,16 @@ def rules_table(r: dict[str, Any]) -> list[str]:
 
 
 def scale_out_table(o: dict[str, Any]) -> list[str]:
-    rows = [[x["workers"], x["events_per_second"]] for x in o["runs"]]
+    rows = [
+        [x["workers"], x["events_per_second"], x.get("events_per_second_polled", "-")]
+        for x in o["runs"]
+    ]
     title = (
         f"Scale-out ({o['events']:,} events, {o['subscribers']:,} subscribers,"
-        f" {o['partitions']} partitions):"
+        f" {o['partitions']} partitions; timed from inside, from the first event taken to the"
+        " last record finished, and as polled from outside):"
     )
-    return table(title, ["workers", "events/s"], rows)
+    return table(title, ["workers", "events/s", "events/s polled"], rows)
 
 
 def state_table(st: dict[str, Any]) -> list[str]:
