@@ -377,6 +377,22 @@ def _group_step(
     return lines, counts, MappingProxyType(hit)
 
 
+def _during_work(
+    windows: tuple[tuple[float, float], ...], scope: Mapping[str, Any], t: float
+) -> bool:
+    """Whether a detection's values were measured, at least in part, during
+    planned work `[start, end)`: a closed tumbling window's samples (taken in
+    `[window_start, window_end)`, judged at the first event after it, which
+    may come after the work ended), a sliding window's (`[window_start, t]`),
+    or the event's own time."""
+    first = scope.get("window_start", t)
+    end_of = scope.get("window_end")
+    for start, end in windows:
+        if first < end and (start < end_of if end_of is not None else start <= t):
+            return True
+    return False
+
+
 class _RuleRun:
     """One rule's tiers for one event: builds the rule's new state (streaks,
     episode, de-duplication memory) from the series' values."""
@@ -471,8 +487,8 @@ class _RuleRun:
         covers = self.covers
         if covers is None:
             return None
-        if self.rule.source is Source.NETWORK_QUALITY and any(
-            start <= self.t < end for start, end in covers.windows
+        if self.rule.source is Source.NETWORK_QUALITY and _during_work(
+            covers.windows, scope, self.t
         ):
             return Reason.MAINTENANCE
         for rule_id, on in self.rule.inhibited_by:
