@@ -8,7 +8,10 @@ Stages, in order (each small, each names its reason):
                     leaves out those it does not select (`audience`)
   2. coherence    — a resolution goes only to a subscriber who was told of its
                     opening (`not_notified`); a resolution of an opening still held
-                    for quiet hours drops both (`superseded`)
+                    for quiet hours drops both (`superseded`); work reported done
+                    (or cancelled) while its opening is still held drops the
+                    opening (`superseded`: "a technician will call within 2 h"
+                    is moot once the line is repaired) and goes on alone
   3. repeat       — an opening of a tier with `repeat_after`, about a key (a cell, a line,
                     the subscriber) the subscriber was told of less than that ago
                     (`told_at`), is not sent (`repeat`); nor, then, is its resolution
@@ -209,11 +212,20 @@ def quiet_hours_end(
     return naive.replace(tzinfo=tz)
 
 
+_WORK_ENDED = (NoticePart.DONE, NoticePart.CANCELLED)
+
+
 def _coherence(
     intent: NoticeIntent, policy: dict[str, Any]
 ) -> tuple[PolicyReason | None, tuple[NoticeIntent, ...]]:
     """A resolution needs its opening told; if that opening is still held,
-    both go (the episode ended before the subscriber could hear of it)."""
+    both go (the episode ended before the subscriber could hear of it). The
+    work's end (done, cancelled) takes a still-held opening's place: the
+    subscriber hears that the line was repaired, not, afterwards, that a
+    technician is on the way. Returns why `intent` is not sent, if it is
+    not, and the held notices it supersedes."""
+    if intent.part in _WORK_ENDED:
+        return None, _drop_held(policy, lambda h: h["detection_id"] == intent.opening_id)
     if intent.part is not NoticePart.RESOLVED:
         return None, ()
     dropped = _drop_held(policy, lambda h: h["detection_id"] == intent.opening_id)
@@ -254,6 +266,7 @@ def deliver(
     if nid in policy.get("capped", []):  # redelivered: the decision already made stands
         return policy, Delivery(None, (PolicyReason.FATIGUE_CAP,))
     again = any(r[1] == nid for r in recent)
+    dropped: tuple[NoticeIntent, ...] = ()
     if not again:  # a redelivered detection is already counted
         reason, dropped = _coherence(intent, policy)
         if reason is not None:
@@ -266,7 +279,7 @@ def deliver(
             if stage is PolicyReason.FATIGUE_CAP:
                 policy["capped"] = [*policy.get("capped", [])[-(CAPPED_MEMORY - 1) :], nid]
             if stage is not None:
-                return policy, Delivery(None, (stage,))
+                return policy, Delivery(None, (stage,), dropped)
     severity = severity_of(intent)
     if severity is not Severity.CRITICAL and intent.part is not NoticePart.RESOLVED:
         t = intent.event_time.timestamp()
@@ -274,7 +287,7 @@ def deliver(
             policy["recent"] = _remember(recent, t, nid)
     if intent.part is NoticePart.OPENING and intent.detection_id not in policy.get("told", []):
         policy["told"] = [*policy.get("told", [])[-(TOLD_MEMORY - 1) :], intent.detection_id]
-    outranked = _outranked(policy, intent, tier, rules)
+    outranked = dropped + _outranked(policy, intent, tier, rules)
     quiet_end = quiet_hours_end(intent.event_time, profile, intent.timezone)
     mode = _night_mode(intent, tier) if quiet_end is not None else None
     release_at = quiet_end if mode is QuietHours.HOLD else None
