@@ -166,24 +166,19 @@ def run_noop_worker(settings: Settings, events: int, workdir: Path) -> dict[str,
     problems = [line for line in create_topics(noop) if line.startswith("error")]
     if problems:
         raise SystemExit("\n".join(problems))
-    times = workdir / f"{noop.app_id}-times.json"
-    worker = Worker(
-        noop,
-        workdir / f"{noop.app_id}.log",
-        module="bench.noop_worker",
-        env={timing.FILE_VARIABLE: str(times)},
-    )
+    worker = timing.timed_worker(noop, workdir / f"{noop.app_id}.log", "bench.noop_worker")
     try:
-        return timed_drain(worker, events, times)
+        return timed_drain(worker, events)
     finally:
         worker.stop()
 
 
-def timed_drain(worker: Worker, events: int, times: Path) -> dict[str, float]:
+def timed_drain(worker: Worker, events: int) -> dict[str, float]:
     """Start `worker`, wait until it has drained `events` (`drain`), stop
     it, and time it as the peers are timed: from the first event it took to
     the last record it finished (`bench.timing`). `seconds_polled` is the
     outside view (metrics polled, offsets committed), kept for comparison."""
+    times = timing.times_of(worker)
     times.unlink(missing_ok=True)
     worker.start()
     start, end = drain(worker, events, timeout=3600)
@@ -203,13 +198,7 @@ def timed_drain(worker: Worker, events: int, times: Path) -> dict[str, float]:
 def run_mode(population: Population, events: int, batch: int, workdir: Path) -> dict[str, Any]:
     settings = fresh_settings(workdir)
     producer = Producer(settings)
-    times = workdir / f"{settings.app_id}-times.json"
-    worker = Worker(
-        settings,
-        workdir / f"{settings.app_id}.log",
-        module="bench.timed_worker",
-        env={timing.FILE_VARIABLE: str(times)},
-    )
+    worker = timing.timed_worker(settings, workdir / f"{settings.app_id}.log")
     result: dict[str, Any] = {"batch": batch}
     try:
         say(f"[batch {batch}] profiles for W: {population.subscribers}")
@@ -232,7 +221,7 @@ def run_mode(population: Population, events: int, batch: int, workdir: Path) -> 
         say(f"[batch {batch}] Q")
         quix = run_quix(settings, events, workdir)
         say(f"[batch {batch}] W")
-        w = timed_drain(worker, events, times)
+        w = timed_drain(worker, events)
         result["peak_rss_mb_W"] = round(w["peak_rss_mb"], 1)
         say(f"[batch {batch}] W0")
         w0 = run_noop_worker(settings, events, workdir)

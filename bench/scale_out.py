@@ -44,23 +44,14 @@ def group(settings: Settings, n: int, workdir: Path) -> list[Worker]:
                 "state_dir": settings.state_dir.with_name(f"{settings.state_dir.name}-{i}"),
             }
         )
-        times = workdir / f"{settings.app_id}-{i}-times.json"
-        times.unlink(missing_ok=True)
-        workers.append(
-            Worker(
-                own,
-                workdir / f"{settings.app_id}-{i}.log",
-                module="bench.timed_worker",
-                env={timing.FILE_VARIABLE: str(times)},
-            )
-        )
+        workers.append(timing.timed_worker(own, workdir / f"{settings.app_id}-{i}.log"))
     return workers
 
 
 def inside(workers: list[Worker]) -> float | None:
     """Seconds from the first event any worker took to the last record any
     finished (`bench.timing`, written when they stopped)."""
-    found = [timing.read(Path(w.extra_env[timing.FILE_VARIABLE])) for w in workers]
+    found = [timing.read(timing.times_of(w)) for w in workers]
     if any(t is None for t in found):
         return None
     return max(t["last"] for t in found if t) - min(t["first"] for t in found if t)

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from bench.harness import Worker
 from stream.decoding import RawRecord
 from stream.processor import Outcome, Processor
 from stream.settings import Settings
@@ -63,3 +64,16 @@ def read(path: Path) -> dict[str, float] | None:
     except (OSError, ValueError):
         return None
     return times if "first" in times and "last" in times else None
+
+
+def timed_worker(settings: Settings, log: Path, module: str = "bench.timed_worker") -> Worker:
+    """A benchmark's worker (`module`: `bench.timed_worker`, or W0's
+    `bench.noop_worker`) that writes its times next to its log; read them
+    with `read(times_of(worker))` once it has stopped."""
+    times = log.with_name(f"{log.stem}-times.json")
+    times.unlink(missing_ok=True)
+    return Worker(settings, log, module=module, env={FILE_VARIABLE: str(times)})
+
+
+def times_of(worker: Worker) -> Path:
+    return Path(worker.extra_env[FILE_VARIABLE])
