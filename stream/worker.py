@@ -72,7 +72,11 @@ def settle_heap() -> None:
     reach, so a full collection scans only what processing made; and
     collections run less often (records and outputs are freed by reference
     counting; cycles are rare). Measured on one worker, 100k events: 3,395
-    -> 3,710 events/s, collector time 2.1 -> 0.5 s."""
+    -> 3,710 events/s, collector time 2.1 -> 0.5 s, with thresholds (5000,
+    20, 100); (50000, 50, 1000) then took the main thread from 115.2 to
+    107.6 µs of CPU per event (three A/B pairs, 7,802-8,405 -> 8,704-9,005
+    events/s): a young collection scans what Faust and the processor
+    allocated for the last records, every few dozen records before."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(5000, 20, 100)
+    gc.set_threshold(50_000, 50, 1000)
