@@ -36,9 +36,6 @@ CATEGORY = "planned_work"
 TIER = "announce"
 SHORT_NOTICE_S = 12 * 3600
 DONE_MEMORY = 8  # finished windows remembered per target, so a redelivery is not announced again
-# how long a finished window's span is kept: a detection about a time in it
-# (a measurement window closed after the work ended) is still the work's
-SPAN_MEMORY_S = 24 * 3600
 
 TITLE = Text(en="Planned network work", zh_cn="网络计划维护通知")
 MESSAGE = Text(
@@ -92,12 +89,9 @@ def store(record: dict[str, Any], window: MaintenanceWindow | None, key: str) ->
 
 
 def windows_in(record: dict[str, Any]) -> tuple[tuple[float, float], ...]:
-    """The target's own planned work, as (start, end): its window to come
-    or under way, and the last ones finished (a measurement window closed
-    just after the work ended was taken during it)."""
+    """The target's own window, as (start, end), if any."""
     m = record.get("maint")
-    past = tuple((start, end) for start, end in record.get("maint_spans", ()))
-    return (*past, (m["start"], m["end"])) if m else past
+    return ((m["start"], m["end"]),) if m else ()
 
 
 def next_step(record: dict[str, Any]) -> float | None:
@@ -129,12 +123,8 @@ def steps(
     if m["end"] <= now:
         intents += [_intent(m, det, s, NoticePart.RESOLVED) for s in m["told"]]
         done = [*record.get("maint_done", [])[-(DONE_MEMORY - 1) :], m["id"]]
-        spans = [
-            *(s for s in record.get("maint_spans", []) if s[1] > now - SPAN_MEMORY_S),
-            [m["start"], m["end"]],
-        ][-DONE_MEMORY:]
         rest = {k: v for k, v in record.items() if k != "maint"}
-        return {**rest, "maint_done": done, "maint_spans": spans}, intents
+        return {**rest, "maint_done": done}, intents
     return {**record, "maint": m}, intents
 
 

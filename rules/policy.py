@@ -287,7 +287,7 @@ def deliver(
             policy["recent"] = _remember(recent, t, nid)
     if intent.part is NoticePart.OPENING and intent.detection_id not in policy.get("told", []):
         policy["told"] = [*policy.get("told", [])[-(TOLD_MEMORY - 1) :], intent.detection_id]
-    outranked = dropped + _outranked(policy, intent, tier, rules)
+    superseded = dropped + _outranked(policy, intent, tier, rules)
     quiet_end = quiet_hours_end(intent.event_time, profile, intent.timezone)
     mode = _night_mode(intent, tier) if quiet_end is not None else None
     release_at = quiet_end if mode is QuietHours.HOLD else None
@@ -298,7 +298,7 @@ def deliver(
             "intent": intent.model_dump(mode="json"),
         }
         policy["held"] = [*policy.get("held", []), held]
-        return policy, Delivery(None, (PolicyReason.QUIET_HOURS_DEFERRED,), outranked)
+        return policy, Delivery(None, (PolicyReason.QUIET_HOURS_DEFERRED,), superseded)
     notice = _render(
         intent,
         texts,
@@ -310,7 +310,7 @@ def deliver(
         by_text=mode is QuietHours.TEXT,
     )
     _told(policy, intent, tier, intent.event_time.timestamp())
-    return policy, Delivery(notice, (), outranked)
+    return policy, Delivery(notice, (), superseded)
 
 
 def _about(intent: NoticeIntent) -> str:

@@ -522,6 +522,28 @@ def _deliver(
 _SEP = "\x1f"  # in the names of a record's covers: kind, covering key, window or rule
 
 
+WORK_MEMORY_S = 86400.0  # planned work covers a key for a day after it ended
+
+
+def _covered(
+    record: Record, name: tuple[str, str, str], cover: dict[str, Any] | None, at: float
+) -> Record:
+    """The record with the cover `name` (kind, covering key, window or
+    rule) set, or removed (None). Planned work that ended more than
+    `WORK_MEMORY_S` before `at` is dropped: a detection about its time (a
+    measurement window closed after it ended) has been judged by then."""
+    covers: dict[str, Any] = dict(record.get("covers", {}))
+    key = _SEP.join(name)
+    if cover is None:
+        covers.pop(key, None)
+    else:
+        covers[key] = cover
+    covers = {k: c for k, c in covers.items() if c.get("end", float("inf")) > at - WORK_MEMORY_S}
+    if covers:
+        return {**record, "covers": covers}
+    return {k: v for k, v in record.items() if k != "covers"}
+
+
 def covers_of(record: Record) -> Covers | None:
     """Planned work on the key (its own window, or its area's) and the open
     incidents of its area, from its record."""
@@ -646,24 +668,13 @@ def apply_mark(
     that opens links the line's open tasks of the rules it inhibits to the
     area's task."""
     effects = Effects()
-    name = _SEP.join((mark.kind, mark.source, mark.ref))
-    covers: dict[str, Any] = dict(record.get("covers", {}))
-    if not mark.open:
-        covers.pop(name, None)
-    elif mark.kind == "maintenance":
+    cover: dict[str, Any] | None = None
+    if mark.open and mark.kind == "maintenance":
         assert mark.start is not None and mark.end is not None
-        covers[name] = {"start": mark.start.timestamp(), "end": mark.end.timestamp()}
-    else:
-        covers[name] = {"task": mark.task_id}
-    # planned work long over covers nothing
-    covers = {
-        k: c for k, c in covers.items() if c.get("end", float("inf")) > mark.at.timestamp() - 86400
-    }
-    new = (
-        {**record, "covers": covers}
-        if covers
-        else {k: v for k, v in record.items() if k != "covers"}
-    )
+        cover = {"start": mark.start.timestamp(), "end": mark.end.timestamp()}
+    elif mark.open:
+        cover = {"task": mark.task_id}
+    new = _covered(record, (mark.kind, mark.source, mark.ref), cover, mark.at.timestamp())
     if mark.open and mark.kind == "incident":
         inhibited = frozenset(
             r.id for r in rules.rules if any(i[0] == mark.ref for i in r.inhibited_by)
@@ -716,6 +727,10 @@ def _planned_work(
             return [s for s in record.get("lines", {}).values() if s]
         return [record["who"]] if record.get("who") else []
 
+    m = record["maint"]
     new, intents = maintenance.steps(record, now.timestamp(), audience)
     effects.intents.extend(intents)
+    if "maint" not in new:  # finished: what was measured during it is still its own
+        cover = {"start": m["start"], "end": m["end"]}
+        new = _covered(new, ("maintenance", m["key"], m["id"]), cover, now.timestamp())
     return new

@@ -169,12 +169,9 @@ class KeyRecord(TypedDict, total=False):
     who: str  # a line's subscriber, told of planned work
     maint: Planned
     maint_done: list[str]  # finished windows: a redelivery is not announced again
-    maint_spans: list[
-        list[float]
-    ]  # their [start, end] (a day's worth): later detections about them
     covers: dict[
         str, dict[str, Any]
-    ]  # what covers a line: "kind\x1fsource\x1fref" -> window or task
+    ]  # what covers the key: "kind\x1fsource\x1fref" -> window or task; planned work for a day after
     lines: dict[str, str | None]  # an area's lines -> their subscriber
     incidents: dict[str, dict[str, Any]]  # an area's open incidents: rule id -> {"task"}
     spent: dict[str, list[float]]  # the guard budget record's counters
