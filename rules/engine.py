@@ -43,7 +43,7 @@ from rules.identity import detection_id, resolution_id, task_id
 from rules.model import Audience, DedupScope, KeyField, Source
 from rules.names import fields_env, profile_env
 from rules.places import local_timezone
-from rules.ruleset import Persist, Plan, Rule, RuleSet, Tier
+from rules.ruleset import REPEAT_OF, Persist, Plan, Rule, RuleSet, Tier
 from rules.tasks import (
     Book,
     Opening,
@@ -95,6 +95,8 @@ class Reason(StrEnum):
     NO_QUOTA = "no_quota"
     MAINTENANCE = "maintenance"  # the key (or its area) is in planned work
     INHIBITED = "inhibited"  # an incident of the key's area covers it (`inhibited_by`)
+    # the customer was told the work's outcome: the condition clearing later is not news
+    OUTCOME_TOLD = "outcome_told"
 
 
 @dataclass(frozen=True)
@@ -451,9 +453,13 @@ class _RuleRun:
             cleared = clear_cond and _holds(rule.clear.persist, rs["clear"])
         else:
             cleared = not any(conds)
+        if cleared:
+            rs.pop("repeat", None)
         if episode and cleared:
             self.resolve(episode, scope)
             episode = rs["episode"] = None
+        elif episode and self.book.done and self.not_fixed(episode, conds):
+            episode = rs["episode"] = None  # a new one opens, with a repeat task
         if episode and self.affected:
             rs["episode"] = episode = self.join(episode, scope)
         if not active:
@@ -481,6 +487,34 @@ class _RuleRun:
             sent.setdefault(lower.name, {})[mark_key] = value
         rs["sent"] = sent
         self.fire(top, scope, episode)
+
+    def not_fixed(self, episode: dict[str, Any], conds: list[bool]) -> bool:
+        """Work reported done while the episode's condition still held
+        (`rules.tasks.Book.done`) is verified (`task.verify`): the tier's
+        condition holding that long again after the report means the work
+        did not fix it. The episode then ends without a resolution, and the
+        next firing opens a repeat task (`rs["repeat"]`: the task it repeats)."""
+        holding = {t.name: (t, c) for t, c in zip(self.rule.tiers, conds, strict=True)}
+        done = self.book.done
+        failed = None
+        for fired in episode.get("fired", []):
+            found = done.get(fired["detection"])
+            tier, cond = holding.get(fired["tier"], (None, False))
+            if found is None or not found["verify"] or tier is None or tier.verify is None:
+                continue
+            if self.t <= found["at"]:  # measured before the report
+                continue
+            streak = _advance(found.get("streak"), cond, self.t)
+            if _holds(tier.verify, streak):
+                failed = found["task"]
+                break
+            done[fired["detection"]] = {**found, "streak": streak}
+        if failed is None:
+            return False
+        for fired in episode.get("fired", []):
+            done.pop(fired["detection"], None)
+        self.rs["repeat"] = failed
+        return True
 
     def gate(self, scope: Mapping[str, Any]) -> Reason | None:
         """Planned work on the key, or an open incident that inhibits this rule."""
@@ -610,12 +644,18 @@ class _RuleRun:
             {"tier": tier.name, "detection": det, "facts": facts, "sources": list(sources)},
         ]
         held = None
+        repeat = self.rs.pop("repeat", None)
+        if repeat is not None:  # the task and the notice say what they repeat
+            facts[REPEAT_OF] = repeat
         if tier.task is not None:
             summary = self.renderer.render(
                 tier.task.summary, self.template_scope(tier, facts, scope)
             )
             held = open_task(
-                self.book, self.opening(tier, det, facts, summary), self.created_at, self.result
+                self.book,
+                self.opening(tier, det, facts, summary, repeat),
+                self.created_at,
+                self.result,
             )
         if self.rule.id in self.inhibitors:
             tid = task_id(det) if tier.task is not None else None
@@ -642,6 +682,7 @@ class _RuleRun:
             self.result.incidents.append(Incident(self.rule.id, first, None, False))
         for fired in episode.get("fired", []):
             tier = by_name.get(fired["tier"])
+            done = self.book.done.pop(fired["detection"], None)
             if tier is None:
                 continue
             facts = {**fired["facts"], "resolved_at": self.event.event_time.isoformat()}
@@ -658,6 +699,9 @@ class _RuleRun:
                 else:
                     close_silently(self.book, fired["detection"])
             if tier.notice is None or tier.notice.resolved is None:
+                continue
+            if done is not None and done["told"]:  # "repaired" was the news
+                self.result.decisions.append(Decision(self.rule.id, tier.name, Reason.OUTCOME_TOLD))
                 continue
             if self.rule.members is not None:  # not to a line that is still hit
                 told = episode.get("told", {})
@@ -685,7 +729,14 @@ class _RuleRun:
             KeyField.AREA_ID: TargetType.AREA,
         }[self.rule.key]
 
-    def opening(self, tier: Tier, det: str, facts: dict[str, Any], summary: str) -> Opening:
+    def opening(
+        self,
+        tier: Tier,
+        det: str,
+        facts: dict[str, Any],
+        summary: str,
+        repeat_of: str | None = None,
+    ) -> Opening:
         """The task a detection opens, with whom its notices go to: the
         subscriber (of the event, or of the line), or the cell's home
         subscribers."""
@@ -708,6 +759,7 @@ class _RuleRun:
             sources=self.sources,
             lines=tuple(self.affected),
             subscribers=tuple(sorted({s for s in self.affected.values() if s})),
+            repeat_of=repeat_of,
         )
 
     def intent(
@@ -928,7 +980,7 @@ def _tiers_phase(
     if previous is None and not clear_cond and not any(conds):
         return  # fresh and nothing holds: stays fresh
     before = (len(result.tasks), len(result.intents), len(result.fired), len(result.transitions))
-    tasks_before = (dict(book.open), list(book.closed))
+    tasks_before = (dict(book.open), list(book.closed), dict(book.done))
     try:
         rs = _copy_rule_state(previous, rule)
         run(rs=rs).tiers(scope, conds, clear_cond)
@@ -939,7 +991,7 @@ def _tiers_phase(
     except Exception as exc:  # its outputs and task changes are undone
         del result.tasks[before[0] :], result.intents[before[1] :], result.fired[before[2] :]
         del result.transitions[before[3] :]
-        book.open, book.closed = tasks_before
+        book.open, book.closed, book.done = tasks_before
         result.failures.append(RuleFailure(rule.id, f"{type(exc).__name__}: {exc}"))
 
 

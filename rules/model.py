@@ -160,6 +160,15 @@ class ResolvedNoticeSpec(_Spec):
     message: Text
 
 
+class OutcomeNoticeSpec(_Spec):
+    """A notice tied to a task: sent to the tier's audience when the task's
+    promise is missed or the work system reports an outcome."""
+
+    title: Text
+    message: Text
+    message_simple: Text | None = None
+
+
 class NoticeSpec(_Spec):
     audience: Annotated[Audience, Lax] = Audience.SUBSCRIBER
     audience_filter: ExprText | None = Field(
@@ -175,6 +184,11 @@ class NoticeSpec(_Spec):
     suggested_action: Text | None = None
     resolved: ResolvedNoticeSpec | None = Field(
         default=None, description="Sent to the same audience when the episode clears."
+    )
+    repeated: OutcomeNoticeSpec | None = Field(
+        default=None,
+        description="Sent instead of the opening when the tier fires again because work"
+        " reported done did not fix it (the task's `verify`).",
     )
     repeat_after: Duration | None = Field(
         default=None,
@@ -195,15 +209,6 @@ DEFAULT_CLOSES_ON: dict[TaskAction, ClosesOn] = {
     TaskAction.REVIEW_CHARGES: ClosesOn.FEEDBACK,
     TaskAction.COMPENSATE: ClosesOn.FEEDBACK,
 }
-
-
-class OutcomeNoticeSpec(_Spec):
-    """A notice tied to a task: sent to the tier's audience when the task's
-    promise is missed or the work system reports an outcome."""
-
-    title: Text
-    message: Text
-    message_simple: Text | None = None
 
 
 class GuardSpec(_Spec):
@@ -273,6 +278,14 @@ class TaskSpec(_Spec):
         default=None,
         description="A budget, e.g. {max: 50, per: 1h}: tasks past it are held for approval.",
     )
+    verify: Persistence | None = Field(
+        default=None,
+        description="Work reported `done` while the condition still holds is verified: the"
+        " condition holding again this long after the report (a count of evaluations, e.g."
+        " 3, or a duration, e.g. '30m') means the work did not fix it, and a repeat task"
+        " opens (`parent_task_id`: the task reported done) and the tier's audience is told"
+        " again.",
+    )
 
     @property
     def closing(self) -> ClosesOn:
@@ -284,11 +297,20 @@ class TaskSpec(_Spec):
             raise ValueError("'escalate' needs a 'due_in': the promise whose miss escalates")
         return self
 
+    @model_validator(mode="after")
+    def _verify_needs_feedback(self) -> Self:
+        if self.verify is not None and self.closing is not ClosesOn.FEEDBACK:
+            raise ValueError(
+                "'verify' checks work reported done; a task that closes when its condition"
+                " clears has nothing to verify"
+            )
+        return self
+
 
 def _persistence(value: object) -> object:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError(
-            "'for' is a count of consecutive evaluations (e.g. 3) or a duration (e.g. '24h')"
+            "expected a count of consecutive evaluations (e.g. 3) or a duration (e.g. '24h')"
         )
     if isinstance(value, int) and not 1 <= value <= 1000:
         raise ValueError("a count in 'for' must be between 1 and 1000")

@@ -55,7 +55,7 @@ from rules import maintenance
 from rules.identity import notice_id
 from rules.model import QuietHours, Text
 from rules.names import profile_env
-from rules.ruleset import MAX_REPEAT_AFTER_S, RuleSet, Tier
+from rules.ruleset import MAX_REPEAT_AFTER_S, REPEAT_OF, RuleSet, Tier
 from rules.templates import Renderer
 from schemas import (
     Channel,
@@ -103,12 +103,17 @@ class Texts:
     action: Text | None
 
 
-def texts_for(tier: Tier, part: NoticePart) -> Texts | None:
-    """The tier's texts for one part of its story, or None when it has none."""
+def texts_for(tier: Tier, part: NoticePart, repeat: bool = False) -> Texts | None:
+    """The tier's texts for one part of its story, or None when it has none.
+    `repeat`: an opening after work reported done did not fix the condition
+    (`notice.repeated`, when the tier has it)."""
     notice, task = tier.notice, tier.task
     if part is NoticePart.OPENING:
         if notice is None:
             return None
+        again = notice.repeated if repeat else None
+        if again is not None:
+            return Texts(again.title, again.message, again.message_simple, notice.suggested_action)
         return Texts(notice.title, notice.message, notice.message_simple, notice.suggested_action)
     if part is NoticePart.RESOLVED:
         if notice is None or notice.resolved is None:
@@ -129,7 +134,9 @@ def texts_of(rules: RuleSet, intent: NoticeIntent) -> tuple[Tier | None, Texts |
         found = maintenance.texts(intent.part)
         return None, Texts(found[0], found[1], found[2], None) if found else None
     tier = _tier(rules, intent)
-    return tier, texts_for(tier, intent.part) if tier is not None else None
+    if tier is None:
+        return None, None
+    return tier, texts_for(tier, intent.part, repeat=REPEAT_OF in intent.facts)
 
 
 def severity_of(intent: NoticeIntent) -> Severity:

@@ -68,6 +68,9 @@ def _is_enum(tp: Any) -> bool:
 ENUM_VALUES = _enum_values()
 # What the texts tied to a task see besides the detection's facts.
 TASK_NAMES = frozenset({"task_id", "due_by", "outcome", "note", "escalation_level"})
+# in the facts of a detection repeating work reported done that did not fix
+# the condition (`task.verify`): that task's id; its notice reads `repeated`
+REPEAT_OF = "repeat_of"
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,7 @@ class Tier:
     audience_filter: Expression | None = None  # over the receiving subscriber's profile.*
     quiet_hours: QuietHours = QuietHours.HOLD  # what its notices do inside quiet hours
     repeat_after_s: float | None = None  # `notice.repeat_after`, in seconds
+    verify: Persist | None = None  # `task.verify`: how long work reported done is checked
 
 
 @dataclass(frozen=True)
@@ -338,6 +342,10 @@ class _Compiler:
         if notice.resolved:
             parts["resolved.title"] = notice.resolved.title
             parts["resolved.message"] = notice.resolved.message
+        if notice.repeated:
+            parts["repeated.title"] = notice.repeated.title
+            parts["repeated.message"] = notice.repeated.message
+            parts["repeated.message_simple"] = notice.repeated.message_simple
         for name, text in parts.items():
             if text is None:
                 continue
@@ -491,6 +499,13 @@ def _compile_tiers(c: _Compiler, spec: RuleSpec, note: Report) -> list[Tier]:
                 )
         if t.task:
             c.task_texts(("tiers", i, "task"), t.task, extra)
+        if t.notice and t.notice.repeated and not (t.task and t.task.verify is not None):
+            note(
+                ("tiers", i, "notice", "repeated"),
+                None,
+                "'repeated' is sent when work reported done did not fix the condition:"
+                " it needs the tier's task to set 'verify'",
+            )
         critical = t.severity is Severity.CRITICAL
         repeat_text = t.notice.repeat_after if t.notice else None
         repeat = parse_duration(repeat_text) if repeat_text else None
@@ -526,6 +541,9 @@ def _compile_tiers(c: _Compiler, spec: RuleSpec, note: Report) -> list[Tier]:
                     audience_filter=audience_filter,
                     quiet_hours=t.quiet_hours or (QuietHours.TEXT if critical else QuietHours.HOLD),
                     repeat_after_s=repeat,
+                    verify=Persist.of(t.task.verify)
+                    if t.task and t.task.verify is not None
+                    else None,
                 )
             )
     return tiers

@@ -31,7 +31,7 @@ picks the task its escalation opened), and `tick: {}` lets time pass to
 `at:` without an event (as the live worker's clock does), so promises fall
 due. Coverage counts tiers that fired and, for every tier with a task, the
 lifecycle transitions its task can take (opened, escalated, closed by
-feedback or by clearing).
+feedback or by clearing, repeated when its work is verified).
 
 The test file itself is read with the strict YAML reader and validated with
 `extra="forbid"` models, so a typo in a test is a located diagnostic too.
@@ -125,13 +125,14 @@ class TaskExpectation(_Spec):
     priority: str | None = None
     due_by: AwareDatetime | None = None
     summary: Fragments | None = None
+    note: Fragments | None = None
     affected_subscribers: list[str] | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _texts(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "summary" in data:
-            return {**data, "summary": _fragments(data["summary"])}
+        if isinstance(data, dict):
+            return {k: _fragments(v) if k in ("summary", "note") else v for k, v in data.items()}
         return data
 
 
@@ -281,6 +282,8 @@ def possible_transitions(rules: RuleSet) -> set[tuple[str, str]]:
                 out.add((rule.id, Transition.ESCALATED.value))
             if task.closing.value == "feedback":
                 out.add((rule.id, Transition.CLOSED_BY_FEEDBACK.value))
+                if task.verify is not None:
+                    out.add((rule.id, Transition.REPEATED.value))
             elif task.resolve:
                 out.add((rule.id, Transition.CLOSED_BY_CLEARING.value))
             if rule.inhibited_by:
@@ -588,6 +591,7 @@ def _task_differences(w: TaskExpectation, t: InterventionTask) -> list[str]:
             sorted(t.affected_subscribers or []),
         )
     diffs += _check_text("summary", w.summary, t.summary)
+    diffs += _check_text("note", w.note, t.note)
     return diffs
 
 

@@ -64,6 +64,7 @@ class RuleState(TypedDict, total=False):
     clear: Streak  # the `clear:` condition's streak
     episode: Episode | None
     sent: dict[str, dict[str, Any]]  # tier -> de-duplication marker -> cycle, episode or time
+    repeat: str  # the task reported done whose work did not hold: the next firing repeats it
 
 
 class SeriesState(TypedDict, total=False):
@@ -109,6 +110,18 @@ class Task(TypedDict, total=False):
     waiting: list[dict[str, Any]]  # held: the customer notices (NoticeIntent JSON) it keeps
 
 
+class Done(TypedDict, total=False):
+    """Work reported done while its condition still held (`rules.tasks.Book.done`),
+    by the detection that opened it; kept until the condition clears or
+    comes back (`task.verify`)."""
+
+    task: str  # the task reported done
+    at: float  # when (epoch seconds)
+    told: bool  # the customer was sent its outcome notice: no resolution follows
+    verify: bool  # the tier verifies the work (`task.verify`)
+    streak: Streak  # the condition holding again since the report
+
+
 class EngineState(TypedDict, total=False):
     """The rule engine's part (`rules.engine`, `rules.tasks`)."""
 
@@ -118,6 +131,7 @@ class EngineState(TypedDict, total=False):
     rules: dict[str, RuleState]  # rule id -> state
     tasks: dict[str, Task]  # open tasks by task id
     closed: list[str]  # ids of the last closed tasks: late feedback is recognised
+    done: dict[str, Done]  # detection -> work reported done while its condition held
 
 
 class Held(TypedDict):

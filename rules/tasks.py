@@ -55,28 +55,32 @@ RECENTLY_CLOSED = 32  # closed task ids remembered, so late feedback is not "unk
 
 @dataclass(slots=True)
 class Book:
-    """A key's tasks: the open ones by id, and the ids of the last closed;
-    `budget` is the partition's guard budget (`rules.guard`), when the
-    caller keeps one."""
+    """A key's tasks: the open ones by id, the ids of the last closed, and
+    the work reported done while its condition still held (`Done`, by
+    detection), until the condition clears or comes back; `budget` is the
+    partition's guard budget (`rules.guard`), when the caller keeps one."""
 
     open: dict[str, dict[str, Any]] = field(default_factory=dict)
     closed: list[str] = field(default_factory=list)
     budget: Budget | None = None
+    done: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, state: Mapping[str, Any], budget: Budget | None = None) -> Book:
-        tasks, closed = state.get("tasks"), state.get("closed")
-        return cls(dict(tasks) if tasks else {}, list(closed) if closed else [], budget)
+        tasks, closed, done = state.get("tasks"), state.get("closed"), state.get("done")
+        return cls(
+            dict(tasks) if tasks else {},
+            list(closed) if closed else [],
+            budget,
+            dict(done) if done else {},
+        )
 
     def store(self, state: dict[str, Any]) -> None:
-        if self.open:
-            state["tasks"] = self.open
-        elif "tasks" in state:
-            del state["tasks"]
-        if self.closed:
-            state["closed"] = self.closed
-        elif "closed" in state:
-            del state["closed"]
+        for name, value in (("tasks", self.open), ("closed", self.closed), ("done", self.done)):
+            if value:
+                state[name] = value
+            elif name in state:
+                del state[name]
 
 
 class Transition(StrEnum):
@@ -91,6 +95,7 @@ class Transition(StrEnum):
     CLOSED_BY_FEEDBACK = "closed_by_feedback"
     CLOSED_BY_CLEARING = "closed_by_clearing"
     HELD = "held"  # opened past its guard budget
+    REPEATED = "repeated"  # work reported done did not hold: a repeat task opened
     RELEASED = "released"  # held work approved by an operator
     LINKED = "linked"  # covered by an area incident's task
     WIDENED = "widened"  # an area incident hit more lines
@@ -133,6 +138,7 @@ class Opening:
     sources: tuple[str, ...]
     lines: tuple[str, ...] = ()  # an area task: the hit lines
     subscribers: tuple[str, ...] = ()  # an area task: their subscribers
+    repeat_of: str | None = None  # the task reported done whose work did not hold
 
 
 _PRIORITY_UP = {Priority.P4: Priority.P3, Priority.P3: Priority.P2, Priority.P2: Priority.P1}
@@ -194,7 +200,7 @@ def open_task(
         "tier": opening.tier.name,
         "det": opening.detection,
         "follow": 0,
-        "parent": None,
+        "parent": opening.repeat_of,
         "status": TaskStatus.OPEN.value,
         "rev": 0,
         "level": 0,
@@ -223,7 +229,14 @@ def open_task(
         _emit(tid, tasks[tid], book, TaskChange.HELD, opening.at, created_at, out, note=_HELD)
         out.transitions.append((opening.rule_id, Transition.HELD))
         return tid
-    _emit(tid, tasks[tid], book, TaskChange.OPENED, opening.at, created_at, out)
+    note = None
+    if opening.repeat_of is not None:
+        note = (
+            f"repeat: task {opening.repeat_of} was reported done, but the condition"
+            " still holds; the work did not fix it"
+        )
+        out.transitions.append((opening.rule_id, Transition.REPEATED))
+    _emit(tid, tasks[tid], book, TaskChange.OPENED, opening.at, created_at, out, note=note)
     out.transitions.append((opening.rule_id, Transition.OPENED))
     return None
 
@@ -355,14 +368,18 @@ def feedback(
     }.get(update.status)
     spec = _task_spec(rules, entry)
     outcomes = spec.outcomes if isinstance(spec, TaskSpec) else None
-    if (
+    told = (
         not dropped  # held work dropped: no outcome to tell
         and part is not None
         and outcomes is not None
         and getattr(outcomes, part.value) is not None
-    ):
+    )
+    if told and part is not None:
         extra = {"outcome": update.outcome, "note": update.note}
         _notice(entry, tid, part, update.at, out, extra)
+    if status is TaskStatus.DONE and not dropped and not entry["follow"] and not entry["cleared"]:
+        verify = isinstance(spec, TaskSpec) and spec.verify is not None
+        _reported_done(book, tid, entry, update.at, told, verify)
     if status.closed:
         _close(book, tid)
         out.transitions.append((entry["rule"], Transition.CLOSED_BY_FEEDBACK))
@@ -370,6 +387,19 @@ def feedback(
     out.transitions.append((entry["rule"], Transition.FEEDBACK))
     if status is TaskStatus.FAILED and not entry["level"]:
         _escalate(book, tid, update.at, rules, created_at, renderer, out)
+
+
+def _reported_done(
+    book: Book, tid: str, entry: Mapping[str, Any], at: datetime, told: bool, verify: bool
+) -> None:
+    """Work reported done while its condition still holds: the rule's next
+    evaluations tell whether it held (`task.verify`), and, when the customer
+    was told the outcome, its condition clearing later is not news."""
+    if not (told or verify):
+        return
+    done = {k: v for k, v in book.done.items() if k != entry["det"]}
+    done[entry["det"]] = {"task": tid, "at": _epoch(at), "told": told, "verify": verify}
+    book.done = dict(list(done.items())[-RECENTLY_CLOSED:])
 
 
 def advance(

@@ -178,7 +178,10 @@ class InterventionTask(_Output):
     )
     escalation_level: int = Field(default=0, ge=0)
     parent_task_id: str | None = Field(
-        default=None, description="The task whose missed promise opened this one."
+        default=None,
+        description="The task this one follows: the one whose missed promise opened it"
+        " (a follow-up), the one reported done whose work did not hold (a repeat, see"
+        " `note`), or an area incident's task covering it (`linked`).",
     )
     queue: Queue
     action: TaskAction

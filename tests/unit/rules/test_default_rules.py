@@ -13,12 +13,15 @@ import pytest
 from rules.engine import evaluate
 from rules.loader import load_rule_set
 from rules.session import Session
+from rules.tasks import FeedbackReason, Transition
 from schemas import (
     BillingEvent,
     CustomerNotice,
     CustomerProfile,
+    FeedbackStatus,
     InterventionTask,
     NetworkQualityEvent,
+    TaskUpdate,
     UsageEvent,
 )
 from stream.settings import DEFAULT_RULES_DIR
@@ -255,6 +258,89 @@ def test_broadband_repair_comes_before_any_compensation(session: Session) -> Non
     ]
     cleared = run(session, [line(11, 26, 90), line(12, 27, 90)])
     assert ("task", "broadband-slow/slow", "condition_cleared:open") in cleared
+
+
+def _report(session: Session, task: InterventionTask, status: str, hours: float) -> Any:
+    return session.task_update(
+        TaskUpdate(
+            task_id=task.task_id,
+            status=FeedbackStatus(status),
+            at=T0 + timedelta(hours=hours),
+            target=task.target,
+            outcome="repaired" if status == "done" else None,
+            reported_by="field-team",
+        )
+    )
+
+
+def _slow_line_with_repair(session: Session) -> InterventionTask:
+    """Three slow readings: the repair task, returned."""
+    opened = [
+        o
+        for ev in [line(i, i / 6, 20) for i in range(3)]
+        for o in session.process(ev).outputs
+        if isinstance(o, InterventionTask)
+    ]
+    assert [t.change.value for t in opened] == ["opened"]
+    return opened[0]
+
+
+def test_a_repair_reported_done_on_a_line_still_slow_opens_a_repeat_repair(
+    session: Session,
+) -> None:
+    """The work system says "repaired", the line says otherwise: three slow
+    readings after the report open a new repair, linked to the one reported
+    done, and the customer is told again; the first task stays closed."""
+    first = _slow_line_with_repair(session)
+    done = _report(session, first, "done", 1)
+    assert Transition.CLOSED_BY_FEEDBACK in {t for _, t in done.transitions}
+    checks = [session.process(line(10 + i, 1 + (i + 1) / 6, 20)) for i in range(3)]
+    assert all(not c.outputs for c in checks[:2])  # two slow readings: still checking
+    tasks = [o for o in checks[2].outputs if isinstance(o, InterventionTask)]
+    notices = [o for o in checks[2].outputs if isinstance(o, CustomerNotice)]
+    assert [(t.change.value, t.parent_task_id, t.action.value) for t in tasks] == [
+        ("opened", first.task_id, "dispatch_repair")
+    ]
+    assert tasks[0].task_id != first.task_id
+    assert tasks[0].note is not None and first.task_id in tasks[0].note
+    assert [(n.tier, n.subscriber_id) for n in notices] == [("slow", "s1")]
+    assert notices[0].facts["repeat_of"] == first.task_id
+    assert "after our repair" in notices[0].message or "维修后" in notices[0].message
+    assert ("broadband-slow", Transition.REPEATED) in checks[2].transitions
+    late = _report(session, first, "done", 2)  # the first task is closed for good
+    assert late.rejected is FeedbackReason.TASK_CLOSED
+
+
+def test_a_repair_confirmed_by_the_line_sends_no_second_all_clear(session: Session) -> None:
+    """Reported repaired, then the speed is back: the customer heard
+    "repaired"; "speed restored" would be the same news twice."""
+    first = _slow_line_with_repair(session)
+    done = _report(session, first, "done", 1)
+    assert [o.tier for o in done.outputs if isinstance(o, CustomerNotice)] == ["slow:done"]
+    back = [session.process(line(20 + i, 1.5 + i / 6, 95)) for i in range(2)]
+    assert [o for b in back for o in b.outputs] == []
+    assert [(d.rule_id, d.reason.value) for b in back for d in b.decisions] == [
+        ("broadband-slow", "outcome_told")
+    ]
+    # the next slow spell is a new problem: a new repair, not a repeat
+    again = [
+        o
+        for ev in [line(30 + i, 3 + i / 6, 20) for i in range(3)]
+        for o in session.process(ev).outputs
+        if isinstance(o, InterventionTask)
+    ]
+    assert [(t.change.value, t.parent_task_id) for t in again] == [("opened", None)]
+
+
+def test_work_cancelled_on_a_line_still_slow_is_not_verified(session: Session) -> None:
+    """Only work reported done is checked: a cancelled repair leaves the
+    episode as it was, with no repeat task however slow the line stays."""
+    first = _slow_line_with_repair(session)
+    _report(session, first, "cancelled", 1)
+    later = [
+        o for i in range(6) for o in session.process(line(40 + i, 1 + (i + 1) / 6, 20)).outputs
+    ]
+    assert [o for o in later if isinstance(o, InterventionTask)] == []
 
 
 def test_engine_is_pure_and_ids_are_deterministic() -> None:

@@ -198,3 +198,26 @@ def test_repeat_after_is_bounded_by_the_policys_memory(tmp_path: Path) -> None:
         "44:25: rule \"cell-degradation\": tiers[1].notice.repeat_after: 'repeat_after: 60d'"
         " is longer than 30d: a subscriber's notice memory keeps 30 days"
     ]
+
+
+def test_verify_needs_work_closed_by_feedback_and_repeated_needs_verify(tmp_path: Path) -> None:
+    """`verify` checks work reported done: a task that closes itself when
+    its condition clears has none; a `repeated` text is only ever sent by a
+    tier that verifies its work. Both are located."""
+    text = (DEFAULT_RULES_DIR / "broadband-slow.yaml").read_text(encoding="utf-8")
+    clearing = text.replace("verify: 3\n", "verify: 3\n          closes_on: clearing\n")
+    assert clearing != text
+    [message] = messages(clearing, tmp_path)
+    assert 'rule "broadband-slow": tiers[0].task:' in message
+    assert "'verify' checks work reported done" in message
+    unverified = text.replace("          verify: 3\n", "")
+    assert unverified != text
+    # located at the texts under `repeated:`
+    line = 2 + unverified[: unverified.index("repeated:")].count("\n")
+    assert messages(unverified, tmp_path) == [
+        f'{line}:13: rule "broadband-slow": tiers[0].notice.repeated: \'repeated\' is sent when'
+        " work reported done did not fix the condition: it needs the tier's task to set"
+        " 'verify'"
+    ]
+    bad = text.replace("verify: 3", "verify: often")
+    assert any("tiers[0].task.verify" in m and "duration" in m for m in messages(bad, tmp_path))

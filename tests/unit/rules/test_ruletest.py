@@ -25,12 +25,13 @@ def test_default_ruleset_tests_pass_and_cover_every_tier() -> None:
     assert run.uncovered == []
     assert len(run.tiers) == 14
     assert run.uncovered_transitions == []
-    assert len(run.transitions) == 21  # held, released (guards), linked (inhibited rules)
+    # held, released (guards), linked (inhibited rules), repeated (verify)
+    assert len(run.transitions) == 22
 
 
 def test_cli_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "test", "--require-coverage"]) == 0
-    assert "tier coverage 14/14; task lifecycle coverage 21/21" in capsys.readouterr().out
+    assert "tier coverage 14/14; task lifecycle coverage 22/22" in capsys.readouterr().out
     assert main(["rules", "test", str(DATA / "failing.test.yaml")]) == 1
 
 
