@@ -458,7 +458,7 @@ class _RuleRun:
         if episode and cleared:
             self.resolve(episode, scope)
             episode = rs["episode"] = None
-        elif episode and self.book.done and self.not_fixed(episode, conds):
+        elif episode and self.book.done and self.not_fixed(episode, conds, scope):
             episode = rs["episode"] = None  # a new one opens, with a repeat task
         if episode and self.affected:
             rs["episode"] = episode = self.join(episode, scope)
@@ -488,12 +488,17 @@ class _RuleRun:
         rs["sent"] = sent
         self.fire(top, scope, episode)
 
-    def not_fixed(self, episode: dict[str, Any], conds: list[bool]) -> bool:
+    def not_fixed(
+        self, episode: dict[str, Any], conds: list[bool], scope: Mapping[str, Any]
+    ) -> bool:
         """Work reported done while the episode's condition still held
         (`rules.tasks.Book.done`) is verified (`task.verify`): the tier's
         condition holding that long again after the report means the work
-        did not fix it. The episode then ends without a resolution, and the
-        next firing opens a repeat task (`rs["repeat"]`: the task it repeats)."""
+        did not fix it. Only values measured after the report count (a
+        window's from its start). The episode then ends without a resolution,
+        and the next firing opens a repeat task (`rs["repeat"]`: the task it
+        repeats)."""
+        measured = scope.get("window_start", self.t)
         holding = {t.name: (t, c) for t, c in zip(self.rule.tiers, conds, strict=True)}
         done = self.book.done
         failed = None
@@ -502,7 +507,7 @@ class _RuleRun:
             tier, cond = holding.get(fired["tier"], (None, False))
             if found is None or not found["verify"] or tier is None or tier.verify is None:
                 continue
-            if self.t <= found["at"]:  # measured before the report
+            if measured < found["at"] or self.t <= found["at"]:  # measured before the report
                 continue
             streak = _advance(found.get("streak"), cond, self.t)
             if _holds(tier.verify, streak):

@@ -195,7 +195,7 @@ def test_repeat_after_is_bounded_by_the_policys_memory(tmp_path: Path) -> None:
     bad = text.replace("repeat_after: 7d", "repeat_after: 60d")
     assert bad != text
     assert messages(bad, tmp_path) == [
-        "44:25: rule \"cell-degradation\": tiers[1].notice.repeat_after: 'repeat_after: 60d'"
+        "46:25: rule \"cell-degradation\": tiers[1].notice.repeat_after: 'repeat_after: 60d'"
         " is longer than 30d: a subscriber's notice memory keeps 30 days"
     ]
 
@@ -215,7 +215,7 @@ def test_verify_needs_work_closed_by_feedback_and_repeated_needs_verify(tmp_path
     # located at the texts under `repeated:`
     line = 2 + unverified[: unverified.index("repeated:")].count("\n")
     assert messages(unverified, tmp_path) == [
-        f'{line}:13: rule "broadband-slow": tiers[0].notice.repeated: \'repeated\' is sent when'
+        f"{line}:13: rule \"broadband-slow\": tiers[0].notice.repeated: 'repeated' is sent when"
         " work reported done did not fix the condition: it needs the tier's task to set"
         " 'verify'"
     ]

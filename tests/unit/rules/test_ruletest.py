@@ -26,12 +26,12 @@ def test_default_ruleset_tests_pass_and_cover_every_tier() -> None:
     assert len(run.tiers) == 14
     assert run.uncovered_transitions == []
     # held, released (guards), linked (inhibited rules), repeated (verify)
-    assert len(run.transitions) == 22
+    assert len(run.transitions) == 23
 
 
 def test_cli_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "test", "--require-coverage"]) == 0
-    assert "tier coverage 14/14; task lifecycle coverage 22/22" in capsys.readouterr().out
+    assert "tier coverage 14/14; task lifecycle coverage 23/23" in capsys.readouterr().out
     assert main(["rules", "test", str(DATA / "failing.test.yaml")]) == 1
 
 
