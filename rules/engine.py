@@ -43,7 +43,7 @@ from rules.identity import detection_id, resolution_id, task_id
 from rules.model import Audience, DedupScope, KeyField, Source
 from rules.names import fields_env, profile_env
 from rules.places import local_timezone
-from rules.ruleset import REPEAT_OF, Persist, Plan, Rule, RuleSet, Tier
+from rules.ruleset import REPEAT_OF, STILL_AFFECTED, Persist, Plan, Rule, RuleSet, Tier
 from rules.tasks import (
     Book,
     Opening,
@@ -708,17 +708,22 @@ class _RuleRun:
             if done is not None and done["told"]:  # "repaired" was the news
                 self.result.decisions.append(Decision(self.rule.id, tier.name, Reason.OUTCOME_TOLD))
                 continue
-            if self.rule.members is not None:  # not to a line that is still hit
+            whom: list[tuple[str | None, dict[str, Any]]] = [(None, facts)]
+            if self.rule.members is not None:
+                # not "repaired" to a line still hit: its own rules take over. Its
+                # subscriber is still sent the resolution, marked: the policy drops
+                # their opening if it is still held, and never sends this
                 told = episode.get("told", {})
-                whom = sorted({s for ln, s in told.items() if s and ln not in self.affected})
-            else:
-                whom = [None]
-            for sub in whom:
+                back = {s for ln, s in told.items() if s and ln not in self.affected}
+                hit = {s for ln, s in told.items() if s and ln in self.affected} - back
+                still = {**facts, STILL_AFFECTED: True}
+                whom = sorted([(s, facts) for s in back] + [(s, still) for s in hit])
+            for sub, told_facts in whom:
                 self.result.intents.append(
                     self.intent(
                         tier,
                         resolution_id(fired["detection"]),
-                        facts,
+                        told_facts,
                         NoticePart.RESOLVED,
                         sources,
                         opening=fired["detection"],

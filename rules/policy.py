@@ -55,7 +55,7 @@ from rules import maintenance
 from rules.identity import notice_id
 from rules.model import QuietHours, Text
 from rules.names import profile_env
-from rules.ruleset import MAX_REPEAT_AFTER_S, REPEAT_OF, RuleSet, Tier
+from rules.ruleset import MAX_REPEAT_AFTER_S, REPEAT_OF, STILL_AFFECTED, RuleSet, Tier
 from rules.templates import Renderer
 from schemas import (
     Channel,
@@ -86,6 +86,9 @@ class PolicyReason(StrEnum):
     AUDIENCE = "audience"  # the notice's audience_filter leaves this subscriber out
     SUPERSEDED = "superseded"  # held for quiet hours, and resolved before they ended
     REPEAT = "repeat"  # told of the same problem less than the tier's `repeat_after` ago
+    # an area's problem ended while the subscriber's own line was still hit: no
+    # "repaired" for them (their line's own rules take over)
+    STILL_AFFECTED = "still_affected"
 
 
 @dataclass(frozen=True)
@@ -226,7 +229,8 @@ def _coherence(
     intent: NoticeIntent, policy: dict[str, Any]
 ) -> tuple[PolicyReason | None, tuple[NoticeIntent, ...]]:
     """A resolution needs its opening told; if that opening is still held,
-    both go (the episode ended before the subscriber could hear of it). The
+    both go (the episode ended before the subscriber could hear of it), also
+    for a subscriber whose line an area left still hit. The
     work's end (done, cancelled) takes a still-held opening's place: the
     subscriber hears that the line was repaired, not, afterwards, that a
     technician is on the way. Returns why `intent` is not sent, if it is
@@ -238,6 +242,8 @@ def _coherence(
     dropped = _drop_held(policy, lambda h: h["detection_id"] == intent.opening_id)
     if dropped:
         return PolicyReason.SUPERSEDED, dropped
+    if intent.facts.get(STILL_AFFECTED):
+        return PolicyReason.STILL_AFFECTED, ()
     if intent.opening_id not in policy.get("told", []):
         return PolicyReason.NOT_NOTIFIED, ()
     return None, ()

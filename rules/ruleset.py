@@ -71,6 +71,9 @@ TASK_NAMES = frozenset({"task_id", "due_by", "outcome", "note", "escalation_leve
 # in the facts of a detection repeating work reported done that did not fix
 # the condition (`task.verify`): that task's id; its notice reads `repeated`
 REPEAT_OF = "repeat_of"
+# in the facts of an area's resolution for a subscriber whose line was still
+# hit when the area cleared: it only withdraws their held opening
+STILL_AFFECTED = "still_affected"
 
 
 @dataclass(frozen=True)
