@@ -770,6 +770,7 @@ class _RuleRun:
             lines=tuple(self.affected),
             subscribers=tuple(sorted({s for s in self.affected.values() if s})),
             repeat_of=repeat_of,
+            milder=tuple(t.name for t in self.rule.tiers[: tier.index]),
         )
 
     def intent(

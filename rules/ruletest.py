@@ -288,6 +288,8 @@ def possible_transitions(rules: RuleSet) -> set[tuple[str, str]]:
                 out.add((rule.id, Transition.CLOSED_BY_CLEARING.value))
             if rule.inhibited_by:
                 out.add((rule.id, Transition.LINKED.value))
+            if any(t.task is not None for t in rule.tiers[: tier.index]):
+                out.add((rule.id, Transition.SUPERSEDED.value))
             follow_up = task.escalate.task if task.escalate else None
             if task.guard is not None or (follow_up is not None and follow_up.guard is not None):
                 out.add((rule.id, Transition.HELD.value))

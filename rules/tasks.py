@@ -96,6 +96,7 @@ class Transition(StrEnum):
     CLOSED_BY_CLEARING = "closed_by_clearing"
     HELD = "held"  # opened past its guard budget
     REPEATED = "repeated"  # work reported done did not hold: a repeat task opened
+    SUPERSEDED = "superseded"  # a more severe tier's task took over this one
     RELEASED = "released"  # held work approved by an operator
     LINKED = "linked"  # covered by an area incident's task
     WIDENED = "widened"  # an area incident hit more lines
@@ -139,6 +140,7 @@ class Opening:
     lines: tuple[str, ...] = ()  # an area task: the hit lines
     subscribers: tuple[str, ...] = ()  # an area task: their subscribers
     repeat_of: str | None = None  # the task reported done whose work did not hold
+    milder: tuple[str, ...] = ()  # the rule's tiers below this one: their tasks it takes over
 
 
 _PRIORITY_UP = {Priority.P4: Priority.P3, Priority.P3: Priority.P2, Priority.P2: Priority.P1}
@@ -238,7 +240,31 @@ def open_task(
         out.transitions.append((opening.rule_id, Transition.REPEATED))
     _emit(tid, tasks[tid], book, TaskChange.OPENED, opening.at, created_at, out, note=note)
     out.transitions.append((opening.rule_id, Transition.OPENED))
+    _take_over(book, tid, opening, created_at, out)
     return None
+
+
+def _take_over(
+    book: Book, tid: str, opening: Opening, created_at: datetime, out: TaskEffects
+) -> None:
+    """A more severe tier's task, now open, takes over the open tasks of the
+    rule's milder tiers on the key: the fraud desk suspending a line makes
+    the billing-risk call about the same charges moot, a repair makes an
+    investigation moot. They close (`superseded`, status `cancelled`),
+    naming the task that took over; a report on them afterwards changes
+    nothing, so the customer hears no outcome of work that was not done.
+    Follow-up tasks (compensation) are their own work and stay."""
+    milder = [
+        (k, e)
+        for k, e in book.open.items()
+        if e["rule"] == opening.rule_id and e["tier"] in opening.milder and not e["follow"]
+    ]
+    for k, entry in milder:
+        closed = {**entry, "status": TaskStatus.CANCELLED.value}
+        note = f"superseded by task {tid} ({opening.tier.name}), which takes over this work"
+        _emit(k, closed, book, TaskChange.SUPERSEDED, opening.at, created_at, out, note=note)
+        _close(book, k)
+        out.transitions.append((opening.rule_id, Transition.SUPERSEDED))
 
 
 _HELD = "held: over the rule's guard budget; approve or cancel it (forewarn held)"

@@ -76,6 +76,8 @@ class TaskChange(StrEnum):
     RELEASED = "released"  # an operator approved held work: it is open, its promise runs
     LINKED = "linked"  # an area incident now covers it (`parent_task_id`: the area's task)
     WIDENED = "widened"  # an area incident hit more lines: `affected_lines` lists them all
+    # a more severe tier's task took over (`note` names it): closed, `cancelled`
+    SUPERSEDED = "superseded"
 
 
 class ClosesOn(StrEnum):

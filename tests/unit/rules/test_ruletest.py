@@ -25,13 +25,13 @@ def test_default_ruleset_tests_pass_and_cover_every_tier() -> None:
     assert run.uncovered == []
     assert len(run.tiers) == 14
     assert run.uncovered_transitions == []
-    # held, released (guards), linked (inhibited rules), repeated (verify)
-    assert len(run.transitions) == 23
+    # held, released (guards), linked (inhibited rules), repeated (verify), superseded
+    assert len(run.transitions) == 25
 
 
 def test_cli_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "test", "--require-coverage"]) == 0
-    assert "tier coverage 14/14; task lifecycle coverage 23/23" in capsys.readouterr().out
+    assert "tier coverage 14/14; task lifecycle coverage 25/25" in capsys.readouterr().out
     assert main(["rules", "test", str(DATA / "failing.test.yaml")]) == 1
 
 
