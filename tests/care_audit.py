@@ -65,13 +65,58 @@ class Audit:
 
     # -- tasks closed only as their action allows -------------------------
     def people_work_closed_without_feedback(self) -> list[dict[str, Any]]:
+        """Work done by people closes on the work system's word, or when a
+        more severe tier's task takes it over (`superseded`, checked below)."""
         return [
             t
             for t in self.tasks
             if t["action"] in PEOPLE_WORK
             and t["status"] in ("done", "cancelled", "resolved")
-            and t["change"] != "feedback"
+            and t["change"] not in ("feedback", "superseded")
         ]
+
+    def repeats_without_work_done(self) -> list[dict[str, Any]]:
+        """A repeat task (work reported done did not hold) follows a task of
+        the same rule and target reported done before it."""
+        done = {
+            (t["task_id"], t["rule_id"], t["target"]["id"]): t["event_time"]
+            for t in self.tasks
+            if t["change"] == "feedback" and t["status"] == "done"
+        }
+        return [
+            t
+            for t in self.tasks
+            if t["change"] == "opened"
+            and (t["note"] or "").startswith("repeat")
+            and not (
+                (key := (t["parent_task_id"], t["rule_id"], t["target"]["id"])) in done
+                and _time(done[key]) <= _time(t["event_time"])
+            )
+        ]
+
+    def superseded_without_successor(self) -> list[dict[str, Any]]:
+        """A task closed as taken over must name a task of the same rule and
+        target, of another tier, opened at that moment."""
+        opened = {
+            (t["task_id"], t["rule_id"], t["target"]["id"], t["tier"], t["event_time"])
+            for t in self.tasks
+            if t["change"] == "opened"
+        }
+        bad = []
+        for t in self.tasks:
+            if t["change"] != "superseded":
+                continue
+            found = re.search(r"superseded by task ([0-9a-f]+) \(", t["note"] or "")
+            successor = found.group(1) if found else None
+            if not any(
+                o[0] == successor
+                and o[1:3] == (t["rule_id"], t["target"]["id"])
+                and o[3] != t["tier"]
+                and o[4] == t["event_time"]
+                for o in opened
+            ):
+                bad.append(t)
+        return bad
 
     # -- notices coherent with their episode -------------------------------
     def resolutions_without_opening(self) -> list[dict[str, Any]]:

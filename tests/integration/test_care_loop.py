@@ -59,7 +59,12 @@ def test_no_task_of_work_done_by_people_closes_without_feedback(
 ) -> None:
     audit, _ = fortnight
     assert audit.people_work_closed_without_feedback() == []
+    assert audit.superseded_without_successor() == []
+    assert audit.repeats_without_work_done() == []
+    repeats = [t for t in audit.tasks if (t["note"] or "").startswith("repeat")]
+    assert len(repeats) >= 1  # a repair reported done did not hold: repaired again
     figures = audit.figures()
+    assert figures["by_change"].get("call_customer:superseded:cancelled", 0) >= 1
     assert figures["closed_by_feedback"] >= 150
     assert figures["by_change"].get("suspend_service:feedback:done", 0) >= 20  # confirmed
     assert figures["by_change"].get("dispatch_repair:condition_cleared:in_progress", 0) >= 1
