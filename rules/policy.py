@@ -168,8 +168,21 @@ def _remember(recent: list[list[Any]], t: float, nid: str) -> list[list[Any]]:
     return kept[-FATIGUE_MEMORY:]
 
 
+# What a subscriber told of a problem is owed: how it ended (a resolution, the
+# work's outcome) and when its promise broke. Never capped, and not counted
+# against the cap: "your broadband was repaired" is not spam however many
+# notices the day brought.
+_OWED = (
+    NoticePart.RESOLVED,
+    NoticePart.ESCALATED,
+    NoticePart.DONE,
+    NoticePart.FAILED,
+    NoticePart.CANCELLED,
+)
+
+
 def _fatigue(intent: NoticeIntent, recent: list[list[Any]]) -> PolicyReason | None:
-    if intent.severity is Severity.CRITICAL or intent.part is NoticePart.RESOLVED:
+    if intent.severity is Severity.CRITICAL or intent.part in _OWED:
         return None
     if intent.category == maintenance.CATEGORY:  # owed to the customer: never capped
         return None
@@ -222,7 +235,8 @@ def quiet_hours_end(
     return naive.replace(tzinfo=tz)
 
 
-_WORK_ENDED = (NoticePart.DONE, NoticePart.CANCELLED)
+# the work's end, or its broken promise, takes a still-held opening's place
+_TAKES_OPENINGS_PLACE = (NoticePart.ESCALATED, NoticePart.DONE, NoticePart.CANCELLED)
 
 
 def _coherence(
@@ -233,9 +247,11 @@ def _coherence(
     for a subscriber whose line an area left still hit. The
     work's end (done, cancelled) takes a still-held opening's place: the
     subscriber hears that the line was repaired, not, afterwards, that a
-    technician is on the way. Returns why `intent` is not sent, if it is
-    not, and the held notices it supersedes."""
-    if intent.part in _WORK_ENDED:
+    technician is on the way; so does a missed promise's apology: nobody
+    reads "a technician within 2 hours" and "we did not keep that promise"
+    at the same 08:00. Returns why `intent` is not sent, if it is not, and
+    the held notices it supersedes."""
+    if intent.part in _TAKES_OPENINGS_PLACE:
         return None, _drop_held(policy, lambda h: h["detection_id"] == intent.opening_id)
     if intent.part is not NoticePart.RESOLVED:
         return None, ()
@@ -294,7 +310,7 @@ def deliver(
             if stage is not None:
                 return policy, Delivery(None, (stage,), dropped)
     severity = severity_of(intent)
-    if severity is not Severity.CRITICAL and intent.part is not NoticePart.RESOLVED:
+    if severity is not Severity.CRITICAL and intent.part not in _OWED:
         t = intent.event_time.timestamp()
         if not again:
             policy["recent"] = _remember(recent, t, nid)

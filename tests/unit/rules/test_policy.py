@@ -166,6 +166,40 @@ def test_fatigue_cap_three_per_rolling_day_but_critical_always_goes() -> None:
     assert next_day.notice is not None
 
 
+def test_what_a_subscriber_is_owed_is_never_capped_and_not_counted() -> None:
+    """Three warnings fill the day's cap; the repair's apology and its
+    outcome still go ("your broadband was repaired" closes what they were
+    told), and they do not count against the cap."""
+    state: dict[str, Any] | None = None
+    for i in range(3):
+        state, d = deliver(state, prof(language="en"), intent(10 + i, det=f"w{i}"), RULES)
+        assert d.notice is not None
+    owed = []
+    for part, hour in (("escalated", 14), ("done", 15)):
+        state, d = deliver(
+            state,
+            prof(language="en"),
+            NoticeIntent(
+                detection_id=f"task-notice-{part}",
+                subscriber_id="s1",
+                rule_id="broadband-slow",
+                rule_version="v",
+                tier="slow",
+                severity=Severity.MAJOR,
+                category="broadband",
+                part=part,
+                opening_id="slow-1",
+                facts={"speed_ratio": 0.2, "key": "L1"},
+                source_event_ids=("e",),
+                event_time=datetime(2026, 11, 20, hour, 0, tzinfo=CST),
+            ),
+            RULES,
+        )
+        owed.append((d.notice.title if d.notice else None, d.reasons))
+    assert owed == [("Sorry for the delay", ()), ("Your broadband was repaired", ())]
+    assert state is not None and len(state["recent"]) == 3  # the owed ones are not counted
+
+
 def test_redelivered_detection_yields_the_same_notice_not_a_fatigue_hit() -> None:
     state, first = deliver(None, prof(), intent(10), RULES)
     for _ in range(4):
