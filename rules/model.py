@@ -221,6 +221,14 @@ class GuardSpec(_Spec):
     per: Duration
 
 
+class OutcomesSpec(_Spec):
+    """Notices sent when the work system reports the task's outcome."""
+
+    done: OutcomeNoticeSpec | None = None
+    failed: OutcomeNoticeSpec | None = None
+    cancelled: OutcomeNoticeSpec | None = None
+
+
 class FollowUpTaskSpec(_Spec):
     """A task opened when the parent task's promise is missed (e.g. a
     compensation when a repair is late). It closes on feedback."""
@@ -231,6 +239,11 @@ class FollowUpTaskSpec(_Spec):
     due_in: Duration
     summary: Annotated[str, Field(min_length=1)]
     guard: GuardSpec | None = None
+    outcomes: OutcomesSpec | None = Field(
+        default=None,
+        description="Notices to the tier's audience when the work system reports this task's"
+        " outcome, e.g. done: 'compensation credited'.",
+    )
 
 
 class EscalationSpec(_Spec):
@@ -246,14 +259,6 @@ class EscalationSpec(_Spec):
     )
     notice: OutcomeNoticeSpec | None = None
     task: FollowUpTaskSpec | None = None
-
-
-class OutcomesSpec(_Spec):
-    """Notices sent when the work system reports the task's outcome."""
-
-    done: OutcomeNoticeSpec | None = None
-    failed: OutcomeNoticeSpec | None = None
-    cancelled: OutcomeNoticeSpec | None = None
 
 
 class TaskSpec(_Spec):

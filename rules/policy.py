@@ -55,7 +55,14 @@ from rules import maintenance
 from rules.identity import notice_id
 from rules.model import QuietHours, Text
 from rules.names import profile_env
-from rules.ruleset import MAX_REPEAT_AFTER_S, REPEAT_OF, STILL_AFFECTED, RuleSet, Tier
+from rules.ruleset import (
+    FOLLOW_UP,
+    MAX_REPEAT_AFTER_S,
+    REPEAT_OF,
+    STILL_AFFECTED,
+    RuleSet,
+    Tier,
+)
 from rules.templates import Renderer
 from schemas import (
     Channel,
@@ -106,10 +113,13 @@ class Texts:
     action: Text | None
 
 
-def texts_for(tier: Tier, part: NoticePart, repeat: bool = False) -> Texts | None:
+def texts_for(
+    tier: Tier, part: NoticePart, repeat: bool = False, follow_up: bool = False
+) -> Texts | None:
     """The tier's texts for one part of its story, or None when it has none.
     `repeat`: an opening after work reported done did not fix the condition
-    (`notice.repeated`, when the tier has it)."""
+    (`notice.repeated`, when the tier has it); `follow_up`: an outcome of the
+    task its escalation opened (`escalate.task.outcomes`)."""
     notice, task = tier.notice, tier.task
     if part is NoticePart.OPENING:
         if notice is None:
@@ -126,6 +136,9 @@ def texts_for(tier: Tier, part: NoticePart, repeat: bool = False) -> Texts | Non
         return None
     if part is NoticePart.ESCALATED:
         spec = task.escalate.notice if task.escalate else None
+    elif follow_up:
+        outcomes = task.escalate.task.outcomes if task.escalate and task.escalate.task else None
+        spec = getattr(outcomes, part.value) if outcomes else None
     else:
         spec = getattr(task.outcomes, part.value) if task.outcomes else None
     return None if spec is None else Texts(spec.title, spec.message, spec.message_simple, None)
@@ -139,7 +152,8 @@ def texts_of(rules: RuleSet, intent: NoticeIntent) -> tuple[Tier | None, Texts |
     tier = _tier(rules, intent)
     if tier is None:
         return None, None
-    return tier, texts_for(tier, intent.part, repeat=REPEAT_OF in intent.facts)
+    facts = intent.facts
+    return tier, texts_for(tier, intent.part, REPEAT_OF in facts, FOLLOW_UP in facts)
 
 
 def severity_of(intent: NoticeIntent) -> Severity:
@@ -525,7 +539,7 @@ def _render(
         correlation_id=intent.opening_id or intent.detection_id,
         subscriber_id=profile.subscriber_id,
         rule_id=intent.rule_id,
-        tier=intent.tier if opening else f"{intent.tier}:{intent.part.value}",
+        tier=intent.tier if opening else f"{intent.tier}:{_part_label(intent)}",
         severity=severity_of(intent),
         category=intent.category,
         channel=channel,
@@ -540,6 +554,12 @@ def _render(
         source_event_ids=intent.source_event_ids,
         rule_version=intent.rule_version,
     )
+
+
+def _part_label(intent: NoticeIntent) -> str:
+    """`done`, or `compensate:done` for a follow-up task's outcome."""
+    action = intent.facts.get(FOLLOW_UP)
+    return f"{action}:{intent.part.value}" if action else intent.part.value
 
 
 _RENDERER = Renderer()

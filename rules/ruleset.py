@@ -74,6 +74,9 @@ REPEAT_OF = "repeat_of"
 # in the facts of an area's resolution for a subscriber whose line was still
 # hit when the area cleared: it only withdraws their held opening
 STILL_AFFECTED = "still_affected"
+# in the facts of a notice about a follow-up task's outcome: its action (the
+# notice reads the follow-up's `outcomes` and is labelled `<tier>:<action>:<part>`)
+FOLLOW_UP = "follow_up"
 
 
 @dataclass(frozen=True)
@@ -372,7 +375,13 @@ class _Compiler:
         if task.outcomes is not None:
             for status in ("done", "failed", "cancelled"):
                 notices[("outcomes", status)] = getattr(task.outcomes, status)
-        for where, notice in notices.items():
+        follow_up = task.escalate.task if task.escalate else None
+        if follow_up is not None and follow_up.outcomes is not None:
+            for status in ("done", "failed", "cancelled"):
+                notices[("escalate", "task", "outcomes", status)] = getattr(
+                    follow_up.outcomes, status
+                )
+        for at, notice in notices.items():
             if notice is None:
                 continue
             for name in ("title", "message", "message_simple"):
@@ -380,7 +389,7 @@ class _Compiler:
                 if text is None:
                     continue
                 for lang, source in (("en", text.en), ("zh-CN", text.zh_cn)):
-                    self.template((*path, *where, name, lang), source, known)
+                    self.template((*path, *at, name, lang), source, known)
 
 
 def _suggest(name: str, known: frozenset[str]) -> str:

@@ -31,7 +31,7 @@ from rules.durations import parse_duration
 from rules.guard import Budget
 from rules.identity import stable_id, task_id
 from rules.model import EscalationSpec, FollowUpTaskSpec, GuardSpec, TaskSpec
-from rules.ruleset import RuleSet, Tier
+from rules.ruleset import FOLLOW_UP, RuleSet, Tier
 from rules.templates import Renderer
 from schemas import (
     ClosesOn,
@@ -393,7 +393,7 @@ def feedback(
         FeedbackStatus.CANCELLED: NoticePart.CANCELLED,
     }.get(update.status)
     spec = _task_spec(rules, entry)
-    outcomes = spec.outcomes if isinstance(spec, TaskSpec) else None
+    outcomes = spec.outcomes if spec is not None else None
     told = (
         not dropped  # held work dropped: no outcome to tell
         and part is not None
@@ -569,6 +569,8 @@ def _notice(
     tier defines none."""
     whom = entry.get("subs") or ([entry["sub"]] if entry["sub"] or entry["cell"] else [])
     facts = {**entry["facts"], **_task_names(entry, tid, extra)}
+    if entry["follow"]:  # the follow-up's own texts (`escalate.task.outcomes`)
+        facts[FOLLOW_UP] = entry["action"]
     out.intents.extend(
         NoticeIntent(
             detection_id=stable_id("task-notice", tid, part.value),
