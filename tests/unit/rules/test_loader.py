@@ -221,3 +221,12 @@ def test_verify_needs_work_closed_by_feedback_and_repeated_needs_verify(tmp_path
     ]
     bad = text.replace("verify: 3", "verify: often")
     assert any("tiers[0].task.verify" in m and "duration" in m for m in messages(bad, tmp_path))
+
+
+def test_a_follow_up_outcome_text_is_checked_at_load(tmp_path: Path) -> None:
+    text = (DEFAULT_RULES_DIR / "broadband-slow.yaml").read_text(encoding="utf-8")
+    bad = text.replace("credited the compensation for", "credited {{ amount }} for")
+    assert bad != text
+    [message] = messages(bad, tmp_path)
+    assert "tiers[0].task.escalate.task.outcomes.done.message.en" in message
+    assert "unknown name(s) amount" in message
