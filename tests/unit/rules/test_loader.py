@@ -200,18 +200,24 @@ def test_repeat_after_is_bounded_by_the_policys_memory(tmp_path: Path) -> None:
     ]
 
 
+def edited(rule_file: str, old: str, new: str) -> str:
+    """A default rule file with `old` replaced (which must be there)."""
+    text = (DEFAULT_RULES_DIR / rule_file).read_text(encoding="utf-8")
+    assert old in text
+    return text.replace(old, new)
+
+
 def test_verify_needs_work_closed_by_feedback_and_repeated_needs_verify(tmp_path: Path) -> None:
     """`verify` checks work reported done: a task that closes itself when
     its condition clears has none; a `repeated` text is only ever sent by a
     tier that verifies its work. Both are located."""
-    text = (DEFAULT_RULES_DIR / "broadband-slow.yaml").read_text(encoding="utf-8")
-    clearing = text.replace("verify: 3\n", "verify: 3\n          closes_on: clearing\n")
-    assert clearing != text
+    clearing = edited(
+        "broadband-slow.yaml", "verify: 3\n", "verify: 3\n          closes_on: clearing\n"
+    )
     [message] = messages(clearing, tmp_path)
     assert 'rule "broadband-slow": tiers[0].task:' in message
     assert "'verify' checks work reported done" in message
-    unverified = text.replace("          verify: 3\n", "")
-    assert unverified != text
+    unverified = edited("broadband-slow.yaml", "          verify: 3\n", "")
     # located at the texts under `repeated:`
     line = 2 + unverified[: unverified.index("repeated:")].count("\n")
     assert messages(unverified, tmp_path) == [
@@ -219,14 +225,14 @@ def test_verify_needs_work_closed_by_feedback_and_repeated_needs_verify(tmp_path
         " work reported done did not fix the condition: it needs the tier's task to set"
         " 'verify'"
     ]
-    bad = text.replace("verify: 3", "verify: often")
+    bad = edited("broadband-slow.yaml", "verify: 3", "verify: often")
     assert any("tiers[0].task.verify" in m and "duration" in m for m in messages(bad, tmp_path))
 
 
 def test_a_follow_up_outcome_text_is_checked_at_load(tmp_path: Path) -> None:
-    text = (DEFAULT_RULES_DIR / "broadband-slow.yaml").read_text(encoding="utf-8")
-    bad = text.replace("credited the compensation for", "credited {{ amount }} for")
-    assert bad != text
+    bad = edited(
+        "broadband-slow.yaml", "credited the compensation for", "credited {{ amount }} for"
+    )
     [message] = messages(bad, tmp_path)
     assert "tiers[0].task.escalate.task.outcomes.done.message.en" in message
     assert "unknown name(s) amount" in message
