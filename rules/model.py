@@ -185,6 +185,13 @@ class NoticeSpec(_Spec):
     resolved: ResolvedNoticeSpec | None = Field(
         default=None, description="Sent to the same audience when the episode clears."
     )
+    group_wait: Duration | None = Field(
+        default=None,
+        description="Hold this tier's opening this long before sending it: if a more severe"
+        " tier of the rule reaches the subscriber meanwhile, only that one is sent (like"
+        " Alertmanager's group_wait), e.g. '10m' so that 80%, 90% and 100% of a data plan"
+        " used within minutes make one notice, not three. Not on critical tiers.",
+    )
     repeated: OutcomeNoticeSpec | None = Field(
         default=None,
         description="Sent instead of the opening when the tier fires again because work"

@@ -93,6 +93,7 @@ class PolicyReason(StrEnum):
     AUDIENCE = "audience"  # the notice's audience_filter leaves this subscriber out
     SUPERSEDED = "superseded"  # held for quiet hours, and resolved before they ended
     REPEAT = "repeat"  # told of the same problem less than the tier's `repeat_after` ago
+    GROUP_WAIT = "group_wait"  # held `group_wait` for a more severe tier, not dropped
     # an area's problem ended while the subscriber's own line was still hit: no
     # "repaired" for them (their line's own rules take over)
     STILL_AFFECTED = "still_affected"
@@ -334,6 +335,12 @@ def deliver(
     quiet_end = quiet_hours_end(intent.event_time, profile, intent.timezone)
     mode = _night_mode(intent, tier) if quiet_end is not None else None
     release_at = quiet_end if mode is QuietHours.HOLD else None
+    reason = PolicyReason.QUIET_HOURS_DEFERRED
+    wait = tier.group_wait_s if tier is not None and intent.part is NoticePart.OPENING else None
+    if wait is not None and release_at is None and severity is not Severity.CRITICAL:
+        grouped = intent.event_time + timedelta(seconds=wait)  # then quiet hours, if they began
+        release_at = quiet_hours_end(grouped, profile, intent.timezone) or grouped
+        reason = PolicyReason.GROUP_WAIT
     if release_at is not None and not again:
         held = {
             "nid": nid,
@@ -341,7 +348,7 @@ def deliver(
             "intent": intent.model_dump(mode="json"),
         }
         policy["held"] = [*policy.get("held", []), held]
-        return policy, Delivery(None, (PolicyReason.QUIET_HOURS_DEFERRED,), superseded)
+        return policy, Delivery(None, (reason,), superseded)
     notice = _render(
         intent,
         texts,

@@ -127,6 +127,7 @@ class Tier:
     quiet_hours: QuietHours = QuietHours.HOLD  # what its notices do inside quiet hours
     repeat_after_s: float | None = None  # `notice.repeat_after`, in seconds
     verify: Persist | None = None  # `task.verify`: how long work reported done is checked
+    group_wait_s: float | None = None  # `notice.group_wait`, in seconds
 
 
 @dataclass(frozen=True)
@@ -528,6 +529,13 @@ def _compile_tiers(c: _Compiler, spec: RuleSpec, note: Report) -> list[Tier]:
                 f"'repeat_after: {repeat_text}' is longer than 30d: a subscriber's notice"
                 " memory keeps 30 days",
             )
+        wait = t.notice.group_wait if t.notice else None
+        if wait is not None and critical:
+            note(
+                ("tiers", i, "notice", "group_wait"),
+                None,
+                f"'group_wait: {wait}' holds a notice back; a critical notice goes at once",
+            )
         if t.quiet_hours not in (None, QuietHours.HOLD) and not critical:
             note(
                 ("tiers", i, "quiet_hours"),
@@ -553,6 +561,7 @@ def _compile_tiers(c: _Compiler, spec: RuleSpec, note: Report) -> list[Tier]:
                     audience_filter=audience_filter,
                     quiet_hours=t.quiet_hours or (QuietHours.TEXT if critical else QuietHours.HOLD),
                     repeat_after_s=repeat,
+                    group_wait_s=parse_duration(wait) if wait else None,
                     verify=Persist.of(t.task.verify)
                     if t.task and t.task.verify is not None
                     else None,

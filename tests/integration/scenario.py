@@ -85,8 +85,9 @@ def line(n: int, hours: float, measured: float) -> Rec:
 
 def events() -> list[Rec]:
     s1, s2, s3, s5 = "8613800000001", "8613800000002", "8613800000003", "8613800000005"
-    out = [usage(i, s1, i, cycle_used=u) for i, u in enumerate((810, 920, 1005), start=1)]
-    out += [usage(10, s3, 1, cycle_used=950, cycle_quota=1000)]  # elderly: voice
+    # 80%, 90%, 100% 11 min apart: each notice's 10-min group wait ends first
+    out = [usage(i, s1, 11 * i - 10, cycle_used=u) for i, u in enumerate((810, 920, 1005), start=1)]
+    out += [usage(10, s3, 1, cycle_used=950, cycle_quota=1000)]  # elderly: voice, at 10:11
     out += [usage(20, s1, 30, roaming_country="JP")]  # 11:30 in Tokyo: not quiet there
     # a 4th non-critical notice in 24 h for s1: capped (the lost-disk test checks it)
     out += [usage(21, s1, 40, roaming_country="KR")]
@@ -94,7 +95,10 @@ def events() -> list[Rec]:
     out += [bill(10, s5, 1, "international_call", 150)]
     out += [bill(11, s5, 2, "international_call", 200)]
     out += [bill(12, s5, 3, "premium_sms", 700)]
-    out += [bill(20, s3, 5, "value_added_service", 10), bill(21, s3, 6, "value_added_service", 10)]
+    out += [
+        bill(20, s3, 15, "value_added_service", 10),
+        bill(21, s3, 16, "value_added_service", 10),
+    ]
     losses = [0.5, 6, 6, 6, 0.5, 0.5, 0.5]
     out += [cell(i, "CELL-A", 5 * i, loss) for i, loss in enumerate(losses)]
     out += [cell(10 + i, "CELL-B", 5 * i, 3) for i in range(4)]

@@ -54,7 +54,7 @@ def test_a_megabyte_of_wrongly_keyed_events_is_one_bounded_dead_letter(
     producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
     producer.send(settings.topic("usage_events"), key=b"s1", value=value).get(timeout=30)
     producer.close()
-    kafka.send("usage_events", "s2", usage(9001, "s2", 850))  # a good record after it
+    kafka.send("usage_events", "s2", usage(9001, "s2", 1000))  # a good record after it
     kafka.flush()
     notices = kafka.read("customer_notices", 1)
     assert [n["subscriber_id"] for n in notices] == ["s2"]

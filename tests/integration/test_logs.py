@@ -36,7 +36,7 @@ def test_worker_output_is_json_lines_without_subscriber_ids(
     sids = [f"86133{i:08d}" for i in range(20)]
     try:
         for i, sid in enumerate(sids):
-            kafka.send("usage_events", sid, usage(i, sid, 850))
+            kafka.send("usage_events", sid, usage(i, sid, 1000))  # 100%: sent at once
         kafka.send("usage_events", sids[0], b"{broken")
         kafka.flush()
         assert len(kafka.read("customer_notices", len(sids))) == len(sids)

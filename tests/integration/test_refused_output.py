@@ -53,7 +53,7 @@ def test_a_refused_output_stops_the_worker_without_committing_its_input(
     first = WorkerProcess(settings, tmp_path / "first.log")
     first.start()
     sid = "8613900000099"
-    for n, used in enumerate((100, 850)):  # the second one's notice is refused
+    for n, used in enumerate((100, 1000)):  # the second one's (100%, at once) is refused
         kafka.send(
             "usage_events",
             sid,
@@ -80,6 +80,6 @@ def test_a_refused_output_stops_the_worker_without_committing_its_input(
     second.start()
     try:
         notices = kafka.read("customer_notices", 1, timeout=60)
-        assert [n["tier"] for n in notices] == ["80pct"]
+        assert [n["tier"] for n in notices] == ["100pct"]
     finally:
         second.stop()

@@ -48,9 +48,9 @@ def test_poison_input_goes_to_dead_letters_and_valid_events_are_all_processed(
         bad.append((sid, b"\xff\xfe\x00garbage"))  # not UTF-8
         bad.append((sid, json.dumps({"event_id": "only"}).encode()))  # missing fields
         bad.append((None, json.dumps(usage(i, sid, 850)).encode()))  # no key
-    huge = json.dumps({**usage(9, "8613900000009", 850), "pad": "x" * 900_000}).encode()
+    huge = json.dumps({**usage(9, "8613900000009", 1000), "pad": "x" * 900_000}).encode()
     bad.append(("8613900000009", huge))  # valid but huge: unknown fields are ignored
-    valid = [(f"86138{i:08d}", usage(i, f"86138{i:08d}", 850)) for i in range(200)]
+    valid = [(f"86138{i:08d}", usage(i, f"86138{i:08d}", 1000)) for i in range(200)]
     for i in range(max(len(bad), len(valid))):
         if i < len(bad):
             kafka.send("usage_events", *bad[i])
@@ -85,9 +85,12 @@ def test_kill_9_mid_stream_loses_nothing_and_repeats_keep_their_ids(
     kafka: KafkaProbe, settings: Settings, tmp_path: Path
 ) -> None:
     subscribers = [f"86137{i:08d}" for i in range(1500)]
-    steps = (500, 810, 905, 1001)  # 80%, 90% and 100% once each per subscriber
+    # 80%, 90% and 100% once each per subscriber, a quarter of an hour apart: the
+    # 80% and 90% notices wait 10 min (group_wait) and go when the next step's
+    # events move their partition's clock past that
+    steps = (500, 810, 905, 1001)
     records = [
-        {"topic": "usage-events", "key": sid, "value": usage(n * 10 + k, sid, used, minute=k)}
+        {"topic": "usage-events", "key": sid, "value": usage(n * 10 + k, sid, used, minute=15 * k)}
         for k, used in enumerate(steps)
         for n, sid in enumerate(subscribers)
     ]
@@ -131,6 +134,8 @@ def test_rule_changes_apply_live_and_a_bad_change_is_refused(
 ) -> None:
     rules_dir = tmp_path / "rules"
     shutil.copytree(DEFAULT_RULES_DIR, rules_dir, ignore=shutil.ignore_patterns("tests"))
+    data_usage = rules_dir / "data-usage.yaml"  # its notices go at once, not after a wait
+    data_usage.write_text(data_usage.read_text().replace("          group_wait: 10m\n", ""))
     live = settings.model_copy(update={"rule_paths": (rules_dir,), "rules_poll_seconds": 0.5})
     proc = WorkerProcess(live, tmp_path / "worker.log")
     proc.start()
@@ -140,7 +145,6 @@ def test_rule_changes_apply_live_and_a_bad_change_is_refused(
         wait_for_metric(
             proc, "forewarn_events_consumed_total", 1, "the first event", source="usage"
         )
-        data_usage = rules_dir / "data-usage.yaml"
         data_usage.write_text(data_usage.read_text().replace('"ratio >= 0.8"', '"ratio >= 0.7"'))
         wait_for_metric(
             proc,
@@ -178,7 +182,7 @@ def test_sigterm_commits_what_was_processed_and_exits_within_seconds(
     proc.start()
     sids = [f"86134{i:08d}" for i in range(500)]
     for i, sid in enumerate(sids):
-        kafka.send("usage_events", sid, usage(i, sid, 850))
+        kafka.send("usage_events", sid, usage(i, sid, 1000))  # 100%: sent at once
     kafka.flush()
     assert len(kafka.read("customer_notices", len(sids))) == len(sids)
     assert proc.proc is not None

@@ -25,7 +25,7 @@ def test_valid_event_gives_notice_and_malformed_one_a_dead_letter(
             "service": "data",
             "volume": 50,
             "cycle_id": "2026-11",
-            "cycle_used": 850,
+            "cycle_used": 1000,  # 100%: critical, sent at once (80% waits 10 min)
             "cycle_quota": 1000,
         },
     )

@@ -39,6 +39,7 @@ def events(tmp_path: Path) -> Path:
         usage(1, 0, cycle_used=550),  # the new 50% rule
         usage(2, 5, cycle_used=560, roaming_country="FR"),  # welcome + the new daily reminder
         usage(3, 10, cycle_used=810, roaming_country="FR"),  # 80%: now the 4th in 24 h
+        usage(4, 25, service="voice", roaming_country="FR"),  # past the 80% notice's group wait
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -69,7 +70,9 @@ def test_rules_diff_shows_the_fatigue_cap_taking_an_existing_rules_notice(
     }
     assert main(args) == 0
     text = capsys.readouterr().out
-    assert "*data-usage/80pct" in text and "fatigue_cap 0->1; channels sms 1->0" in text
+    assert "*data-usage/80pct" in text
+    # before, the 80% notice waited its group wait and went; after, the cap takes it
+    assert "fatigue_cap 0->1, group_wait 1->0; channels sms 1->0" in text
     assert "s1 no longer gets data-usage/80pct: fatigue_cap" in text  # masked: last 4 kept
 
 

@@ -33,11 +33,11 @@ def raw(topic: str, key: str | None, value: Any, offset: int = 1) -> RawRecord:
     return RawRecord(SETTINGS.topic(topic), 0, offset, key.encode() if key else None, data)
 
 
-def usage(sid: str, used: float, n: int = 1) -> dict[str, Any]:
+def usage(sid: str, used: float, n: int = 1, minute: int = 0) -> dict[str, Any]:
     return {
         "event_id": f"u{n}",
         "subscriber_id": sid,
-        "event_time": "2026-11-20T10:00:00+08:00",
+        "event_time": f"2026-11-20T10:{minute:02d}:00+08:00",
         "service": "data",
         "volume": 1,
         "cycle_id": "2026-11",
@@ -52,9 +52,9 @@ def topics(outcome: Outcome) -> list[str]:
 
 def test_a_firing_event_sends_a_notice_and_writes_the_record_once() -> None:
     p = processor()
-    out = p.subscriber(raw("usage_events", "s1", usage("s1", 850)), None)
+    out = p.subscriber(raw("usage_events", "s1", usage("s1", 1000)), None)  # 100%: at once
     assert topics(out) == ["customer-notices"] and out.record is not None
-    again = p.subscriber(raw("usage_events", "s1", usage("s1", 850)), out.record)
+    again = p.subscriber(raw("usage_events", "s1", usage("s1", 1000)), out.record)
     assert again.outputs == []  # the same event redelivered: already applied
 
 
@@ -199,7 +199,9 @@ def test_an_intent_batch_goes_through_each_subscribers_policy_and_writes_each_re
 
 
 def test_a_batch_gives_the_same_outputs_and_state_as_one_event_per_record() -> None:
-    steps = [usage("s1", used, n) for n, used in enumerate((500, 810, 905, 1001), start=1)]
+    # minutes apart: the 80% and 90% notices each wait 10 min (group_wait) and go
+    used = ((500, 0), (810, 1), (905, 15), (1001, 30))
+    steps = [usage("s1", u, n, minute) for n, (u, minute) in enumerate(used, start=1)]
     single, state = processor(), None
     one_by_one = []
     for n, event in enumerate(steps):
@@ -219,7 +221,7 @@ def test_bad_events_in_a_batch_are_dead_lettered_and_the_others_kept() -> None:
         usage("s1", 100, 1),
         {**usage("s1", 200, 2), "volume": "lots"},  # wrong type
         usage("s2", 850, 3),  # another subscriber: not this record's key
-        usage("s1", 850, 4),
+        usage("s1", 1000, 4),
     ]
     out = p.subscriber(raw("usage_events", "s1", batch, offset=7), None)
     dead = [json.loads(r.value) for r in out.outputs if r.topic.value == "dead-letters"]

@@ -129,6 +129,15 @@ def run(session: Session, events: list[Any]) -> list[tuple[str, str, str]]:
     return out
 
 
+def released(session: Session, now: datetime) -> list[tuple[str, str, str]]:
+    """Notices held (group wait, quiet hours) and due by `now`, as `run` lists them."""
+    return [
+        ("notice", f"{o.rule_id}/{o.tier}", o.subscriber_id)
+        for o in session.tick(now).outputs
+        if isinstance(o, CustomerNotice)
+    ]
+
+
 @pytest.fixture
 def session() -> Session:
     s = Session(RULES)
@@ -147,14 +156,16 @@ def test_data_usage_tiers_fire_once_per_cycle_and_highest_only(session: Session)
     got = run(
         session,
         [
-            usage(1, 700),
-            usage(2, 810),
-            usage(3, 850),
-            usage(4, 1010),
-            usage(5, 1020),
-            usage(6, 820, cycle="2026-12"),
+            # a quarter of an hour apart: longer than the 80% and 90% notices'
+            # group wait, so each goes before the next reading
+            usage(1, 700, minutes=15),
+            usage(2, 810, minutes=30),
+            usage(3, 850, minutes=45),
+            usage(4, 1010, minutes=60),
+            usage(5, 1020, minutes=75),
+            usage(6, 820, minutes=90, cycle="2026-12"),
         ],
-    )
+    ) + released(session, T0 + timedelta(hours=2))
     assert got == [
         ("notice", "data-usage/80pct", "s1"),
         ("notice", "data-usage/100pct", "s1"),
@@ -163,8 +174,8 @@ def test_data_usage_tiers_fire_once_per_cycle_and_highest_only(session: Session)
 
 
 def test_data_usage_accumulates_volume_and_uses_the_plan_quota(session: Session) -> None:
-    events = [usage(i, None, volume=100) for i in range(1, 10)]
-    assert run(session, events) == [
+    events = [usage(i, None, volume=100, minutes=15 * i) for i in range(1, 10)]
+    assert run(session, events) + released(session, T0 + timedelta(hours=3)) == [
         ("notice", "data-usage/80pct", "s1"),
         ("notice", "data-usage/90pct", "s1"),
     ]

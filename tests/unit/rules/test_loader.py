@@ -236,3 +236,14 @@ def test_a_follow_up_outcome_text_is_checked_at_load(tmp_path: Path) -> None:
     [message] = messages(bad, tmp_path)
     assert "tiers[0].task.escalate.task.outcomes.done.message.en" in message
     assert "unknown name(s) amount" in message
+
+
+def test_a_critical_tier_cannot_wait_for_a_more_severe_one(tmp_path: Path) -> None:
+    bad = edited(
+        "data-usage.yaml",
+        "severity: critical\n        dedup: {scope: cycle}\n        notice:\n",
+        "severity: critical\n        dedup: {scope: cycle}\n        notice:\n          group_wait: 5m\n",
+    )
+    [message] = messages(bad, tmp_path)
+    assert "tiers[2].notice.group_wait: 'group_wait: 5m' holds a notice back" in message
+    assert "a critical notice goes at once" in message
