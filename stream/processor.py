@@ -743,8 +743,8 @@ def event_key(event: BaseModel) -> tuple[str, str]:
 
 def is_detection(output: CustomerNotice | InterventionTask) -> bool:
     """Outputs whose event time is the detecting event's, for the detection
-    latency: not a notice released after quiet hours, an escalation (its
-    own histogram) or a work system's report."""
+    latency: not a notice released after quiet hours or a group wait, an
+    escalation (its own histogram) or a work system's report."""
     if isinstance(output, CustomerNotice):
         return output.deliver_after is None
     return output.change not in (TaskChange.ESCALATED, TaskChange.FEEDBACK)
