@@ -27,6 +27,8 @@ from grafana_foundation_sdk.models import dashboard as model
 OUT = Path(__file__).resolve().parent.parent / "docker" / "grafana" / "dashboards" / "forewarn.json"
 DS = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
 RATE = "[$__rate_interval]"
+# suppression reasons that only delay a notice (rules.policy.PolicyReason)
+DEFERRED = "quiet_hours_deferred|group_wait"
 
 
 @dataclass(frozen=True)
@@ -243,26 +245,28 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
                 "Suppressions by reason",
                 "Detections or notices not sent per second, by reason: duplicate, cooldown,"
                 " fatigue cap, opt-out, superseded, not notified... This is the 'never spam'"
-                " side. Quiet-hour deferrals are not suppressions: they have their own panel.",
+                " side. Deferrals (quiet hours, group wait) are not suppressions: they have"
+                " their own panel.",
                 "ops",
                 (
                     q(
                         "sum by (reason) (rate(forewarn_suppressions_total"
-                        f'{{rule=~"$rule", instance=~"$instance", reason!="quiet_hours_deferred"}}'
+                        f'{{rule=~"$rule", instance=~"$instance", reason!~"{DEFERRED}"}}'
                         f"{RATE}))",
                         "{{reason}}",
                     ),
                 ),
             ),
             Panel(
-                "Quiet-hour deferrals",
-                "Notices held because they fell in the subscriber's quiet hours, per second, by"
-                " rule. They are sent when the quiet hours end, unless their episode ends first.",
+                "Deferred notices",
+                "Notices held because they fell in the subscriber's quiet hours or for their"
+                " tier's group wait, per second, by rule. They are sent when the wait ends,"
+                " unless their episode ends first or a more severe tier's notice replaces them.",
                 "ops",
                 (
                     q(
                         "sum by (rule) (rate(forewarn_suppressions_total"
-                        f'{{rule=~"$rule", instance=~"$instance", reason="quiet_hours_deferred"}}'
+                        f'{{rule=~"$rule", instance=~"$instance", reason=~"{DEFERRED}"}}'
                         f"{RATE}))",
                         "{{rule}}",
                     ),

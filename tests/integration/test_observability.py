@@ -381,11 +381,11 @@ def test_dashboard_is_the_sdk_built_one_with_units_descriptions_and_variables() 
         "Stalled partitions sought back",
         "State keys",
         "Rule-set version per worker",
-        "Quiet-hour deferrals",
+        "Deferred notices",
         "Open and overdue tasks by queue",
         "Task transitions",
     } <= titles
     queries = {p["title"]: " ".join(t["expr"] for t in p["targets"]) for p in panels}
-    assert 'reason!="quiet_hours_deferred"' in queries["Suppressions by reason"]
+    assert 'reason!~"quiet_hours_deferred|group_wait"' in queries["Suppressions by reason"]
     assert 'tier!~".*:resolved"' in queries["Notices by rule and tier"]
     assert "count by (instance, version)" in queries["Rule-set version per worker"]
