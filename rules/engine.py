@@ -245,6 +245,13 @@ def event_env(
     return env, acc
 
 
+def _outcome_told(tier: Tier) -> bool:
+    """Whether work reported done on the tier's task told its audience so
+    (`outcomes.done`): then the condition clearing afterwards is not news."""
+    outcomes = tier.task.outcomes if tier.task is not None else None
+    return outcomes is not None and outcomes.done is not None
+
+
 def _holds(p: Persist, streak: dict[str, Any]) -> bool:
     if streak.get("n", 0) < p.count:
         return False
@@ -505,7 +512,7 @@ class _RuleRun:
         for fired in episode.get("fired", []):
             found = done.get(fired["detection"])
             tier, cond = holding.get(fired["tier"], (None, False))
-            if found is None or not found["verify"] or tier is None or tier.verify is None:
+            if found is None or tier is None or tier.verify is None:
                 continue
             if measured < found["at"] or self.t <= found["at"]:  # measured before the report
                 continue
@@ -642,6 +649,9 @@ class _RuleRun:
         rule, ev = self.rule, self.event
         det = detection_id(rule.id, tier.name, self.key, ev.event_id)
         facts = self.facts(tier, scope)
+        repeat = self.rs.pop("repeat", None)
+        if repeat is not None:  # the task and the notice say what they repeat
+            facts[REPEAT_OF] = repeat
         sources = self.sources
         self.result.fired.append((rule.id, tier.name))
         episode["fired"] = [
@@ -649,9 +659,6 @@ class _RuleRun:
             {"tier": tier.name, "detection": det, "facts": facts, "sources": list(sources)},
         ]
         held = None
-        repeat = self.rs.pop("repeat", None)
-        if repeat is not None:  # the task and the notice say what they repeat
-            facts[REPEAT_OF] = repeat
         if tier.task is not None:
             summary = self.renderer.render(
                 tier.task.summary, self.template_scope(tier, facts, scope)
@@ -705,7 +712,7 @@ class _RuleRun:
                     close_silently(self.book, fired["detection"])
             if tier.notice is None or tier.notice.resolved is None:
                 continue
-            if done is not None and done["told"]:  # "repaired" was the news
+            if done is not None and _outcome_told(tier):  # "repaired" was the news
                 self.result.decisions.append(Decision(self.rule.id, tier.name, Reason.OUTCOME_TOLD))
                 continue
             whom: list[tuple[str | None, dict[str, Any]]] = [(None, facts)]

@@ -117,9 +117,7 @@ class Done(TypedDict, total=False):
 
     task: str  # the task reported done
     at: float  # when (epoch seconds)
-    told: bool  # the customer was sent its outcome notice: no resolution follows
-    verify: bool  # the tier verifies the work (`task.verify`)
-    streak: Streak  # the condition holding again since the report
+    streak: Streak  # the condition holding again since the report (`task.verify`)
 
 
 class EngineState(TypedDict, total=False):

@@ -403,9 +403,10 @@ def feedback(
     if told and part is not None:
         extra = {"outcome": update.outcome, "note": update.note}
         _notice(entry, tid, part, update.at, out, extra)
-    if status is TaskStatus.DONE and not dropped and not entry["follow"] and not entry["cleared"]:
-        verify = isinstance(spec, TaskSpec) and spec.verify is not None
-        _reported_done(book, tid, entry, update.at, told, verify)
+    verified = isinstance(spec, TaskSpec) and spec.verify is not None
+    still_holds = not (dropped or entry["follow"] or entry["cleared"])
+    if status is TaskStatus.DONE and still_holds and (told or verified):
+        _reported_done(book, tid, entry, update.at)
     if status.closed:
         _close(book, tid)
         out.transitions.append((entry["rule"], Transition.CLOSED_BY_FEEDBACK))
@@ -415,16 +416,13 @@ def feedback(
         _escalate(book, tid, update.at, rules, created_at, renderer, out)
 
 
-def _reported_done(
-    book: Book, tid: str, entry: Mapping[str, Any], at: datetime, told: bool, verify: bool
-) -> None:
-    """Work reported done while its condition still holds: the rule's next
-    evaluations tell whether it held (`task.verify`), and, when the customer
-    was told the outcome, its condition clearing later is not news."""
-    if not (told or verify):
-        return
+def _reported_done(book: Book, tid: str, entry: Mapping[str, Any], at: datetime) -> None:
+    """Work reported done while its condition still holds, and either
+    verified (`task.verify`) or told to the customer (`outcomes.done`): the
+    rule's next evaluations tell whether it held, and its condition clearing
+    later is not news (`rules.engine`)."""
     done = {k: v for k, v in book.done.items() if k != entry["det"]}
-    done[entry["det"]] = {"task": tid, "at": _epoch(at), "told": told, "verify": verify}
+    done[entry["det"]] = {"task": tid, "at": _epoch(at)}
     book.done = dict(list(done.items())[-RECENTLY_CLOSED:])
 
 
