@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint unit integration bench dashboard kafka-start kafka-stop schemas clean
+.PHONY: run test lint unit integration bench dashboard compile kafka-start kafka-stop schemas clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -31,6 +31,10 @@ unit: $(STAMP)
 ## bench: every benchmark on the real broker (not part of `make test`); report in var/bench/report.md
 bench: $(STAMP)
 	@bash dev/bench
+
+## compile: the compiled engine (mypyc) in var/compiled; run, test and bench build it themselves
+compile: $(STAMP)
+	$(BIN)/python dev/compile.py
 
 ## dashboard: regenerate docker/grafana/dashboards/forewarn.json from dev/dashboard.py
 dashboard: $(STAMP)

@@ -39,7 +39,7 @@ from stream.processor import Outcome, Processor
 from stream.settings import DEFAULT_RULES_DIR, Settings
 from stream.tools.feed import encode_value, physical_topic
 from stream.tools.simulate import Population, simulate
-from stream.worker import settle_heap
+from stream.worker import engine_build, settle_heap
 
 
 class Bench:
@@ -193,12 +193,18 @@ def main() -> None:
         profiler.disable()
         with open(args.profile, "w") as out:
             pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
-    result = {"subscribers": args.subscribers, "target_us": 20.0, "runs": runs}
+    result = {
+        "subscribers": args.subscribers,
+        "engine": engine_build(),
+        "target_us": 20.0,
+        "runs": runs,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     for r in runs:
         print(
-            f"processor, {r['batch']} event(s) per record: {r['us_per_event']} µs/event"
+            f"processor ({result['engine']}), {r['batch']} event(s) per record:"
+            f" {r['us_per_event']} µs/event"
             f" ({r['events']:,} events in {r['seconds']} s)"
         )
         for x in r["split"][:8]:

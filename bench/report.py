@@ -15,6 +15,7 @@ from typing import Any
 
 PARTS = {
     "processor": "processor.json",
+    "processor_interpreted": "processor-interpreted.json",
     "service": "service.json",
     "compare": "compare.json",
     "rules_scale": "rules-scale.json",
@@ -97,7 +98,11 @@ def processor_table(p: dict[str, Any]) -> list[str]:
         [r["batch"], r["events"], r["us_per_event"], f"{round(1e6 / r['us_per_event']):,}"]
         for r in p["runs"]
     ]
-    title = f"The processor alone, no Kafka ({p['subscribers']:,} subscribers, default rules):"
+    engine = p.get("engine", "interpreted")
+    title = (
+        f"The processor alone, no Kafka ({p['subscribers']:,} subscribers, default rules,"
+        f" {engine} engine):"
+    )
     return table(title, ["events per record", "events", "µs per event", "events/s"], rows)
 
 
@@ -224,6 +229,7 @@ def state_table(st: dict[str, Any]) -> list[str]:
 def markdown(parts: dict[str, Any]) -> str:
     sections = {
         "processor": processor_table,
+        "processor_interpreted": processor_table,
         "service": service_table,
         "compare": compare_table,
         "rules_scale": rules_table,

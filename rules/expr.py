@@ -169,6 +169,10 @@ _PRECEDENCE = {
 
 
 _CONSTANT_NUMBERS = itertools.count()
+# Parentheses, unary operators and operands nest at most this deep: a limit
+# of the language, not of the interpreter running the parser (compiled, the
+# parser would recurse far past Python's recursion limit).
+MAX_NESTING = 64
 
 
 class _Parser:
@@ -182,6 +186,7 @@ class _Parser:
         self.pos = 0
         self.names: list[tuple[str, int]] = []
         self.constants: dict[str, Any] = {}
+        self.depth = 0
 
     def peek(self) -> Token:
         return self.tokens[self.pos]
@@ -211,6 +216,20 @@ class _Parser:
         return code
 
     def expression(self, min_prec: int) -> str:
+        self.enter()
+        try:
+            return self._expression(min_prec)
+        finally:
+            self.depth -= 1
+
+    def enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise ExpressionError(
+                f"expression too deeply nested (over {MAX_NESTING} levels)", self.peek().column
+            )
+
+    def _expression(self, min_prec: int) -> str:
         left = self.unary()
         while True:
             tok = self.peek()
@@ -241,7 +260,11 @@ class _Parser:
             return f"(not {self.expression(3)})"
         if tok.text == "-" and tok.kind == "op":
             self.take()
-            return f"_neg({self.unary()})"
+            self.enter()
+            try:
+                return f"_neg({self.unary()})"
+            finally:
+                self.depth -= 1
         return self.atom()
 
     def atom(self) -> str:

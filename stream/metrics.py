@@ -243,6 +243,12 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.build_info = Gauge(
+            "forewarn_build_info",
+            "The running worker's version, Python, and engine (compiled or interpreted).",
+            ["version", "python", "engine"],
+            registry=r,
+        )
         self.rule_info = Gauge(
             "forewarn_rule_set_info",
             "The running rule set's version, as a label.",

@@ -207,6 +207,12 @@ def test_every_dashboard_and_alert_query_runs_on_real_prometheus_against_a_real_
     firing = {a["labels"]["alertname"] for a in prometheus.get("/api/v1/alerts")["data"]["alerts"]}
     assert "ForewarnWorkerDown" not in firing and "ForewarnNoWorkers" not in firing
 
+    # the worker says which engine it runs; `make test` runs the compiled one (dev/compile.py)
+    builds = prometheus.query("forewarn_build_info")["data"]["result"]
+    assert [b["metric"]["engine"] for b in builds] in (["compiled"], ["interpreted"]), builds
+    if IN_CI:
+        assert builds[0]["metric"]["engine"] == "compiled", builds
+
 
 def test_a_fraud_storm_is_held_at_its_budget_and_trips_the_guard_alert_on_real_prometheus(
     worker: WorkerProcess, kafka: KafkaProbe, settings: Settings, prometheus: Prometheus
@@ -350,6 +356,11 @@ def test_dockerfile_is_multi_stage_non_root_pinned_and_uses_the_lock_file() -> N
     assert re.search(r"^STOPSIGNAL SIGTERM$", text, flags=re.M)
     assert re.search(r"^HEALTHCHECK .*\n.*/health", text, flags=re.M)
     assert "/etc/forewarn/rules" in text
+    # the image runs the compiled engine, built in the build stage and checked there
+    build_stage = text.split("AS runtime")[0]
+    assert "dev/compile.py" in build_stage and "--install" in build_stage
+    assert 'engine_build() == "compiled"' in build_stage
+    assert "gcc" not in text.split("AS runtime")[1]
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".venv" in ignored and ".git" in ignored
 

@@ -80,6 +80,12 @@ def test_absurdly_nested_expressions_are_diagnostics_not_crashes(tmp_path: Path)
     for nested in ("-" * 1900 + "1 > 0", "(" * 400 + "true" + ")" * 400):
         got = messages(text.replace('"changed and current != null"', f'"{nested}"'), tmp_path)
         assert len(got) == 1 and "tiers[0].when: expression too deeply nested" in got[0], got
+        # a limit of the language, the same compiled or interpreted
+        assert "(over 64 levels)" in got[0], got
+    deep_enough = "(" * 60 + "changed" + ")" * 60 + " and " + "-" * 60 + "1 < 0"
+    f = tmp_path / "ok.yaml"
+    f.write_text(text.replace('"changed and current != null"', f'"{deep_enough}"'))
+    assert load_rule_set([f]).rule_set is not None
 
 
 def test_a_misspelt_field_gets_a_suggestion_at_every_depth(tmp_path: Path) -> None:
