@@ -51,6 +51,16 @@ def targets(parts: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 ratio >= 0.75,
             )
         )
+        # what bounds that target: any Faust agent, even one doing nothing,
+        # does F per message (the product's consumers are Faust agents)
+        ceiling = round(r["F"] / q, 2)
+        out.append(
+            (
+                f"(bound: a trivial Faust agent, {r['batch']} events per message, vs 0.75 Q)",
+                f"F {r['F']:,} / {q:,} = {ceiling}",
+                ceiling >= 0.75,
+            )
+        )
     for r in parts.get("processor", {}).get("runs", []):
         out.append(
             (
