@@ -30,7 +30,7 @@ notified subscribers a `resolved` notice where the tier defines one.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC as _UTC
 from datetime import datetime
 from enum import Enum, StrEnum
@@ -132,17 +132,27 @@ class RuleFailure:
     message: str
 
 
-@dataclass(slots=True)
+@dataclass(init=False, slots=True)
 class Result(TaskEffects):
     """What one step produced: tasks and notice intents (with the task
     transitions and a rejected feedback's reason from `TaskEffects`), and
     what the step decided not to send."""
 
-    decisions: list[Decision] = field(default_factory=list)
-    evaluated: list[str] = field(default_factory=list)
-    fired: list[tuple[str, str]] = field(default_factory=list)
-    failures: list[RuleFailure] = field(default_factory=list)
-    incidents: list[Incident] = field(default_factory=list)
+    decisions: list[Decision]
+    evaluated: list[str]
+    fired: list[tuple[str, str]]
+    failures: list[RuleFailure]
+    incidents: list[Incident]
+
+    def __init__(self) -> None:  # written out: native when compiled (dev/compile.py)
+        # not super(): dataclass(slots=True) makes a new class, which the
+        # zero-argument super() of a method written in the old one refuses
+        TaskEffects.__init__(self)
+        self.decisions = []
+        self.evaluated = []
+        self.fired = []
+        self.failures = []
+        self.incidents = []
 
 
 def where_now(event: InputEvent) -> str | None:

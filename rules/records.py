@@ -26,7 +26,7 @@ subscriber-keyed Kafka topic in the worker) and applies `apply_intent`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Literal, NamedTuple
@@ -81,25 +81,42 @@ class Suppression(NamedTuple):
     at: str  # the event time, RFC 3339
 
 
-@dataclass(slots=True)
+@dataclass(init=False, slots=True)
 class Effects:
     """What one step produced besides the new record: the one effects type
     of every caller (the worker's processor, `rules.session` for replay and
-    rule tests)."""
+    rule tests). Every step makes one: its `__init__` is written out, so
+    that compiled (dev/compile.py) it is native, not the interpreted one
+    `dataclass` would generate."""
 
-    outputs: list[Output] = field(default_factory=list)
-    intents: list[NoticeIntent] = field(default_factory=list)  # for other subscribers
-    memberships: list[CellMembership] = field(default_factory=list)
-    decisions: list[Decision] = field(default_factory=list)
-    policy: list[tuple[str, str, PolicyReason]] = field(default_factory=list)
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    fired: list[tuple[str, str]] = field(default_factory=list)
-    evaluated: list[str] = field(default_factory=list)
-    transitions: list[tuple[str, Transition]] = field(default_factory=list)
-    rejected: FeedbackReason | None = None  # a task update that changed nothing
-    suppressed: list[Suppression] = field(default_factory=list)
-    marks: list[CoverMark] = field(default_factory=list)  # for lines of this area
-    implausible: str | None = None  # why an event's time was not believed (it changed nothing)
+    outputs: list[Output]
+    intents: list[NoticeIntent]  # for other subscribers
+    memberships: list[CellMembership]
+    decisions: list[Decision]
+    policy: list[tuple[str, str, PolicyReason]]
+    failures: list[tuple[str, str]]
+    fired: list[tuple[str, str]]
+    evaluated: list[str]
+    transitions: list[tuple[str, Transition]]
+    rejected: FeedbackReason | None  # a task update that changed nothing
+    suppressed: list[Suppression]
+    marks: list[CoverMark]  # for lines of this area
+    implausible: str | None  # why an event's time was not believed (it changed nothing)
+
+    def __init__(self) -> None:
+        self.outputs = []
+        self.intents = []
+        self.memberships = []
+        self.decisions = []
+        self.policy = []
+        self.failures = []
+        self.fired = []
+        self.evaluated = []
+        self.transitions = []
+        self.rejected = None
+        self.suppressed = []
+        self.marks = []
+        self.implausible = None
 
     def quiet(self) -> bool:
         """Nothing to send, route or count but the evaluations."""

@@ -22,7 +22,7 @@ step repeats its ids.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -53,17 +53,29 @@ from schemas import (
 RECENTLY_CLOSED = 32  # closed task ids remembered, so late feedback is not "unknown"
 
 
-@dataclass(slots=True)
+@dataclass(init=False, slots=True)
 class Book:
     """A key's tasks: the open ones by id, the ids of the last closed, and
     the work reported done while its condition still held (`Done`, by
     detection), until the condition clears or comes back; `budget` is the
     partition's guard budget (`rules.guard`), when the caller keeps one."""
 
-    open: dict[str, dict[str, Any]] = field(default_factory=dict)
-    closed: list[str] = field(default_factory=list)
-    budget: Budget | None = None
-    done: dict[str, dict[str, Any]] = field(default_factory=dict)
+    open: dict[str, dict[str, Any]]
+    closed: list[str]
+    budget: Budget | None
+    done: dict[str, dict[str, Any]]
+
+    def __init__(  # written out: native when compiled (dev/compile.py); one per step
+        self,
+        open: dict[str, dict[str, Any]] | None = None,
+        closed: list[str] | None = None,
+        budget: Budget | None = None,
+        done: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        self.open = {} if open is None else open
+        self.closed = [] if closed is None else closed
+        self.budget = budget
+        self.done = {} if done is None else done
 
     @classmethod
     def of(cls, state: Mapping[str, Any], budget: Budget | None = None) -> Book:
@@ -111,12 +123,18 @@ class FeedbackReason(StrEnum):
     HELD = "held"  # held work takes only `approved` or `cancelled`
 
 
-@dataclass(slots=True)
+@dataclass(init=False, slots=True)
 class TaskEffects:
-    tasks: list[InterventionTask] = field(default_factory=list)
-    intents: list[NoticeIntent] = field(default_factory=list)
-    transitions: list[tuple[str, Transition]] = field(default_factory=list)  # (rule id, what)
-    rejected: FeedbackReason | None = None
+    tasks: list[InterventionTask]
+    intents: list[NoticeIntent]
+    transitions: list[tuple[str, Transition]]  # (rule id, what)
+    rejected: FeedbackReason | None
+
+    def __init__(self) -> None:  # written out: native when compiled (dev/compile.py)
+        self.tasks = []
+        self.intents = []
+        self.transitions = []
+        self.rejected = None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any, TypeVar
@@ -125,13 +125,19 @@ def decode_many(record: RawRecord, model: type[M]) -> list[M | Problem]:
     return [validate(json.dumps(item).encode(), model) for item in items]
 
 
-@dataclass
+@dataclass(init=False)
 class Problems:
-    """The refused items of one record, told in one dead letter at most."""
+    """The refused items of one record, told in one dead letter at most.
+    (`__init__` written out: native when compiled, dev/compile.py.)"""
 
     raw: RawRecord
-    batch: bool = False  # the record is a JSON array: say which items failed
-    items: list[tuple[int, DeadLetterReason, str]] = field(default_factory=list)
+    batch: bool  # the record is a JSON array: say which items failed
+    items: list[tuple[int, DeadLetterReason, str]]
+
+    def __init__(self, raw: RawRecord, batch: bool = False) -> None:
+        self.raw = raw
+        self.batch = batch
+        self.items = []
 
     def add(self, index: int, kind: DeadLetterReason, message: str) -> None:
         self.items.append((index, kind, message))

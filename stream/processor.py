@@ -30,7 +30,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -95,21 +95,36 @@ SUBSCRIBERS = "subscribers"
 NETWORK = "network"
 
 
-@dataclass
+@dataclass(init=False)
 class Outcome:
     """What to do for one input record: send `outputs` and `internal`
     records and write `record`/`members`/`others` to the store; the next
     checkpoint makes them durable in that order, outputs first
     (`stream.checkpoint`), so a crash in between replays the input and
-    resends the same outputs with the same ids."""
+    resends the same outputs with the same ids. (`__init__` written out:
+    native when compiled, dev/compile.py.)"""
 
-    outputs: list[OutputRecord] = field(default_factory=list)
-    internal: list[tuple[str, bytes, bytes]] = field(default_factory=list)  # topic, key, value
-    record: bytes | None = None  # new key record, None = unchanged
-    members: bytes | None = None  # new cell member list, None = unchanged
+    outputs: list[OutputRecord]
+    internal: list[tuple[str, bytes, bytes]]  # topic, key, value
+    record: bytes | None  # new key record, None = unchanged
+    members: bytes | None  # new cell member list, None = unchanged
     # new records of other keys in the record's partition (a batch of notice
     # intents for several subscribers), written with `record`
-    others: dict[bytes, bytes] = field(default_factory=dict)
+    others: dict[bytes, bytes]
+
+    def __init__(
+        self,
+        outputs: list[OutputRecord] | None = None,
+        internal: list[tuple[str, bytes, bytes]] | None = None,
+        record: bytes | None = None,
+        members: bytes | None = None,
+        others: dict[bytes, bytes] | None = None,
+    ) -> None:
+        self.outputs = [] if outputs is None else outputs
+        self.internal = [] if internal is None else internal
+        self.record = record
+        self.members = members
+        self.others = {} if others is None else others
 
 
 def wall_clock() -> datetime:

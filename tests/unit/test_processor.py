@@ -311,7 +311,9 @@ def test_an_output_the_broker_would_refuse_is_a_dead_letter_naming_its_rule() ->
         }
     )
     p = processor()
-    out = p._outcome(raw("usage_events", "s1", b"{}"), Effects(outputs=[notice]), NOW)
+    effects = Effects()
+    effects.outputs.append(notice)
+    out = p._outcome(raw("usage_events", "s1", b"{}"), effects, NOW)
     assert topics(out) == ["dead-letters"]
     letter = json.loads(out.outputs[0].value)
     assert letter["error_type"] == "output_too_large" and letter["rule_id"] == "data-usage"
