@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,20 @@ from bench.service import backlog_run, load_profiles, say, warm_restart_and_drai
 from stream.admin import delete_topics
 
 
-def state_bytes(worker: Worker) -> float:
-    return sum(
-        value
-        for name, labels, value in worker.metrics()
-        if name == "forewarn_state_bytes" and labels.get("table") == "forewarn-subscribers"
-    )
+def state_bytes(worker: Worker, timeout: float = 20.0) -> float:
+    """The subscribers table's live bytes. The supervisor sets the gauge
+    every 5 s: a restarted worker that drained its events sooner has not
+    set it yet (a million subscribers read 0.0 MB), so wait for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        size = sum(
+            value
+            for name, labels, value in worker.metrics()
+            if name == "forewarn_state_bytes" and labels.get("table") == "forewarn-subscribers"
+        )
+        if size > 0 or time.monotonic() > deadline:
+            return size
+        time.sleep(0.5)
 
 
 def measure(subscribers: int, events: int, workdir: Path) -> dict[str, Any]:
