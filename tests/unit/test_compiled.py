@@ -5,10 +5,13 @@ worker runs it."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,11 +22,24 @@ from tests.conftest import IN_CI
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_suite_runs_the_engine_the_worker_runs() -> None:
+def compile_script() -> Any:
+    spec = importlib.util.spec_from_file_location("compile_script", ROOT / "dev" / "compile.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_suite_runs_the_engine_the_worker_runs_whole() -> None:
     # dev/test builds var/compiled and puts it first on PYTHONPATH
     if IN_CI:
         assert engine_build() == "compiled", engine.__file__
-    assert engine_build() in ("compiled", "interpreted")
+    # never a mix: every module dev/compile.py compiles is loaded compiled, or none
+    names = [m.removesuffix(".py").replace("/", ".") for m in compile_script().MODULES]
+    files = {name: importlib.import_module(name).__file__ or "" for name in names}
+    compiled = {name for name, file in files.items() if file.endswith(".so")}
+    assert compiled in (set(), set(names)), files
+    assert (engine_build() == "compiled") == bool(compiled)
 
 
 def replay(python_path: Path, events: Path, out: Path) -> bytes:
