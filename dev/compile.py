@@ -22,7 +22,10 @@ Modules are compiled only where that is safe and pays: the engine and what
 the worker's processor runs per event. Modules that tests or benchmarks
 subclass or patch (`rules.session`, the loader, the offline tools, the
 Faust adapter) stay interpreted; compiled classes cannot be subclassed by
-interpreted ones.
+interpreted ones. `rules.ruleset` stays interpreted too: its frozen
+dataclasses cache their plans in `functools.cached_property`, which a
+compiled class (no instance `__dict__`) does not keep, and compiled it
+changes what the rules decide (a unit test of data-usage tiers fails).
 
     python dev/compile.py [--out var/compiled] [--install DIR] [--force]
 """
@@ -47,6 +50,7 @@ MODULES = (
     "rules/expr.py",
     "rules/guard.py",
     "rules/identity.py",
+    "rules/maintenance.py",
     "rules/names.py",
     "rules/places.py",
     "rules/policy.py",

@@ -9,7 +9,6 @@ from a registry of our own, so nothing else leaks in.
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Iterable, Iterator
 from enum import StrEnum
 
@@ -68,19 +67,23 @@ ESCALATION_BUCKETS = (1, 5, 10, 15, 30, 45, 60, 120, 300, 900, 3600)
 
 
 class RuleEvaluations(Collector):
-    """`forewarn_rule_evaluations_total{rule}`, counted in a plain Counter
+    """`forewarn_rule_evaluations_total{rule}`, counted in a plain dict
     and read at scrape time. Every event adds one per rule of its source
     (hundreds per event with a large rule set), which through a labelled
-    prometheus-client child would cost a lookup and a lock each."""
+    prometheus-client child would cost a lookup and a lock each. A loop, not
+    `Counter.update`: that is interpreted code with an ABC isinstance check
+    per call (4% of the compiled processor's samples), the loop compiles."""
 
     NAME = "forewarn_rule_evaluations"
     HELP = "Rule evaluations, by rule."
 
     def __init__(self) -> None:
-        self.counts: collections.Counter[str] = collections.Counter()
+        self.counts: dict[str, int] = {}
 
     def add(self, rule_ids: Iterable[str]) -> None:
-        self.counts.update(rule_ids)
+        counts = self.counts
+        for rule_id in rule_ids:
+            counts[rule_id] = counts.get(rule_id, 0) + 1
 
     def declare(self, rule_id: str) -> None:
         self.counts.setdefault(rule_id, 0)
