@@ -216,18 +216,19 @@ class _Parser:
         return code
 
     def expression(self, min_prec: int) -> str:
-        self.enter()
+        return self.nested(lambda: self._expression(min_prec))
+
+    def nested(self, parse: Callable[[], str]) -> str:
+        """`parse` one level deeper: at most `MAX_NESTING` levels."""
+        self.depth += 1
         try:
-            return self._expression(min_prec)
+            if self.depth > MAX_NESTING:
+                raise ExpressionError(
+                    f"expression too deeply nested (over {MAX_NESTING} levels)", self.peek().column
+                )
+            return parse()
         finally:
             self.depth -= 1
-
-    def enter(self) -> None:
-        self.depth += 1
-        if self.depth > MAX_NESTING:
-            raise ExpressionError(
-                f"expression too deeply nested (over {MAX_NESTING} levels)", self.peek().column
-            )
 
     def _expression(self, min_prec: int) -> str:
         left = self.unary()
@@ -260,11 +261,7 @@ class _Parser:
             return f"(not {self.expression(3)})"
         if tok.text == "-" and tok.kind == "op":
             self.take()
-            self.enter()
-            try:
-                return f"_neg({self.unary()})"
-            finally:
-                self.depth -= 1
+            return f"_neg({self.nested(self.unary)})"
         return self.atom()
 
     def atom(self) -> str:

@@ -42,15 +42,13 @@ def run_worker(settings: Settings) -> NoReturn:
         )
         sys.exit(2)
     metrics = Metrics()
-    engine = engine_build()
+    build = (version("forewarn"), platform.python_version(), engine_build())
     log.info(
         "forewarn %s on Python %s, %s engine%s",
-        version("forewarn"),
-        platform.python_version(),
-        engine,
-        "" if engine == "compiled" else " (about 1.5x the CPU per event; see dev/compile.py)",
+        *build,
+        "" if build[2] == "compiled" else " (about 1.5x the CPU per event; see dev/compile.py)",
     )
-    metrics.build_info.labels(version("forewarn"), platform.python_version(), engine).set(1)
+    metrics.build_info.labels(*build).set(1)
     reloader = RuleReloader(settings.rule_paths, metrics)
     rules = reloader.initial()
     if rules is None:
