@@ -218,7 +218,7 @@ def _accumulate(state: State, event: UsageEvent) -> tuple[dict[str, Any], float]
     else the running sum of `volume`. Keeps the two most recent cycles."""
     old: dict[str, dict[str, float]] = state.get("acc", {})
     cycle = dict(old.get(event.cycle_id, {}))
-    service = event.service.value
+    service = str(event.service)  # not `.value`: interpreted code per call
     if event.cycle_used is not None:
         used = event.cycle_used
     else:

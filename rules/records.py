@@ -230,7 +230,7 @@ def apply_event(
     if result.decisions:  # rare: kept off the common path
         when = event.event_time.isoformat()
         effects.suppressed.extend(
-            Suppression(d.rule_id, d.tier, d.reason.value, key, when) for d in result.decisions
+            Suppression(d.rule_id, d.tier, str(d.reason), key, when) for d in result.decisions
         )
     new = _route(
         {**record, "engine": engine}, key, profile, result, rules, created_at, members, effects
@@ -522,7 +522,7 @@ def _deliver(
     effects.policy.extend((d.rule_id, d.tier, PolicyReason.SUPERSEDED) for d in delivery.dropped)
     who, at = profile.subscriber_id, intent.event_time.isoformat()
     effects.suppressed.extend(
-        Suppression(intent.rule_id, intent.tier, r.value, who, at) for r in delivery.reasons
+        Suppression(intent.rule_id, intent.tier, str(r), who, at) for r in delivery.reasons
     )
     effects.suppressed.extend(
         Suppression(d.rule_id, d.tier, PolicyReason.SUPERSEDED.value, who, d.event_time.isoformat())
@@ -611,7 +611,7 @@ def apply_area(
     if result.decisions:
         at = event.event_time.isoformat()
         effects.suppressed.extend(
-            Suppression(d.rule_id, d.tier, d.reason.value, area, at) for d in result.decisions
+            Suppression(d.rule_id, d.tier, str(d.reason), area, at) for d in result.decisions
         )
     new = _route(
         {**record, "engine": engine, "lines": lines},

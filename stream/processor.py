@@ -637,11 +637,11 @@ class Processor:
         for rule_id, tier in effects.fired:
             m.firings.labels(rule_id, tier).inc()
         for d in effects.decisions:
-            m.suppressions.labels(d.rule_id, d.reason.value).inc()
+            m.suppressions.labels(d.rule_id, d.reason).inc()
         for rule_id, _tier, reason in effects.policy:
-            m.suppressions.labels(rule_id, reason.value).inc()
+            m.suppressions.labels(rule_id, reason).inc()
         for rule_id, transition in effects.transitions:
-            m.transitions.labels(rule_id, transition.value).inc()
+            m.transitions.labels(rule_id, transition).inc()
         for output in effects.outputs:
             record = encode(output)
             if not fits(record):  # the broker would refuse it for good: say so, send the rest
