@@ -26,6 +26,10 @@ interpreted ones. `rules.ruleset` stays interpreted too: its frozen
 dataclasses cache their plans in `functools.cached_property`, which a
 compiled class (no instance `__dict__`) does not keep, and compiled it
 changes what the rules decide (a unit test of data-usage tiers fails).
+Classes the compiled modules make per event or per output are
+`dataclass(init=False)` with their `__init__` written out, never frozen:
+a frozen dataclass's `__init__` is generated, interpreted code that sets
+each field through `object.__setattr__`.
 
     python dev/compile.py [--out var/compiled] [--install DIR] [--force]
 """

@@ -14,7 +14,7 @@ loader accepts and what a rule sees at run time cannot drift apart.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any, get_args
 
 from pydantic import BaseModel
@@ -51,6 +51,7 @@ def _shape(model: type[BaseModel]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     for name, info in model.model_fields.items():
         types = [t for t in _types_in(info.annotation) if isinstance(t, type)]
         if any(issubclass(t, Enum) for t in types):
+            assert all(issubclass(t, StrEnum) for t in types if issubclass(t, Enum)), name
             enums.append(name)
         elif any(issubclass(t, datetime) for t in types):
             times.append(name)
@@ -71,7 +72,7 @@ def fields_env(event: BaseModel, at: float | None = None) -> dict[str, Any]:
     for name in enums:
         value = env[name]
         if value is not None:
-            env[name] = value.value
+            env[name] = str(value)  # a StrEnum's value; `.value` is interpreted code
     env["event_time"] = event.__dict__["event_time"].timestamp() if at is None else at
     return env
 
@@ -80,9 +81,9 @@ def profile_env(profile: CustomerProfile) -> dict[str, Any]:
     """The `profile.*` names of one subscriber."""
     plan = profile.plan
     return {
-        "profile.segment": profile.segment.value,
-        "profile.language": profile.language.value,
-        "profile.preferred_channel": profile.preferred_channel.value,
+        "profile.segment": str(profile.segment),  # StrEnums: their values
+        "profile.language": str(profile.language),
+        "profile.preferred_channel": str(profile.preferred_channel),
         "profile.timezone": profile.timezone,
         "profile.prepaid": profile.prepaid,
         "profile.home_cell_id": profile.home_cell_id,

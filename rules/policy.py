@@ -99,19 +99,37 @@ class PolicyReason(StrEnum):
     STILL_AFFECTED = "still_affected"
 
 
-@dataclass(frozen=True)
+@dataclass(init=False)
 class Delivery:
+    """What became of one notice intent; never changed once made (`__init__`
+    written out, not frozen: native when compiled, one per intent)."""
+
     notice: CustomerNotice | None
     reasons: tuple[PolicyReason, ...]
-    dropped: tuple[NoticeIntent, ...] = ()  # held notices this one superseded
+    dropped: tuple[NoticeIntent, ...]  # held notices this one superseded
+
+    def __init__(
+        self,
+        notice: CustomerNotice | None,
+        reasons: tuple[PolicyReason, ...],
+        dropped: tuple[NoticeIntent, ...] = (),
+    ) -> None:
+        self.notice, self.reasons, self.dropped = notice, reasons, dropped
 
 
-@dataclass(frozen=True)
+@dataclass(init=False)
 class Texts:
+    """A notice's texts (as `Delivery`)."""
+
     title: Text
     message: Text
     simple: Text | None
     action: Text | None
+
+    def __init__(
+        self, title: Text, message: Text, simple: Text | None, action: Text | None
+    ) -> None:
+        self.title, self.message, self.simple, self.action = title, message, simple, action
 
 
 def texts_for(
@@ -139,9 +157,9 @@ def texts_for(
         spec = task.escalate.notice if task.escalate else None
     elif follow_up:
         outcomes = task.escalate.task.outcomes if task.escalate and task.escalate.task else None
-        spec = getattr(outcomes, part.value) if outcomes else None
+        spec = getattr(outcomes, str(part)) if outcomes else None
     else:
-        spec = getattr(task.outcomes, part.value) if task.outcomes else None
+        spec = getattr(task.outcomes, str(part)) if task.outcomes else None
     return None if spec is None else Texts(spec.title, spec.message, spec.message_simple, None)
 
 
@@ -534,7 +552,7 @@ def _render(
     scope = {**facts, "rule_id": intent.rule_id, "tier": intent.tier}
     if intent.rule_id == maintenance.PLANNED_WORK:
         where = intent.timezone or profile.timezone
-        scope.update(maintenance.scope(facts, where, lang.value))
+        scope.update(maintenance.scope(facts, where, str(lang)))
     message = texts.simple if simple and texts.simple else texts.message
     action = None
     # "Reply TOPUP50" means nothing on a voice call: the action goes by text only
@@ -566,7 +584,7 @@ def _render(
 def _part_label(intent: NoticeIntent) -> str:
     """`done`, or `compensate:done` for a follow-up task's outcome."""
     action = intent.facts.get(FOLLOW_UP)
-    return f"{action}:{intent.part.value}" if action else intent.part.value
+    return f"{action}:{intent.part!s}" if action else str(intent.part)
 
 
 _RENDERER = Renderer()

@@ -176,13 +176,13 @@ def profile_of(record: Record, subscriber_id: str) -> CustomerProfile:
 
 
 def is_subscriber_event(event: InputEvent) -> bool:
-    return not isinstance(event, NetworkQualityEvent)
+    return type(event) is not NetworkQualityEvent
 
 
 def goes_to_area(event: InputEvent, rules: RuleSet) -> bool:
     """A line's event with an area, when some rule is keyed by area."""
     return (
-        isinstance(event, NetworkQualityEvent)
+        type(event) is NetworkQualityEvent
         and event.area_id is not None
         and event.scope is NetworkScope.BROADBAND_LINE
         and rules.area_rules

@@ -27,11 +27,17 @@ class OutputTopic(StrEnum):
     DEAD_LETTERS = "dead-letters"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, slots=True)
 class OutputRecord:
+    """An output as produced; never changed once made (`__init__` written
+    out, not frozen: native when compiled, one per output)."""
+
     topic: OutputTopic
     key: bytes | None
     value: bytes
+
+    def __init__(self, topic: OutputTopic, key: bytes | None, value: bytes) -> None:
+        self.topic, self.key, self.value = topic, key, value
 
 
 def route(output: Output) -> tuple[OutputTopic, str | None]:

@@ -31,16 +31,31 @@ from stream.logs import mask
 M = TypeVar("M", bound=BaseModel)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, slots=True)
 class RawRecord:
-    """A record as it came off Kafka, with its coordinates."""
+    """A record as it came off Kafka, with its coordinates; never changed
+    once made. (`__init__` written out, not frozen: a frozen dataclass's
+    is interpreted code setting each field through `object.__setattr__`,
+    and a batch makes one per event, `item`; see dev/compile.py.)"""
 
     topic: str
     partition: int | None
     offset: int | None
     key: bytes | None
     value: bytes | None
-    index: int | None = None  # position within a batch
+    index: int | None  # position within a batch
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int | None,
+        offset: int | None,
+        key: bytes | None,
+        value: bytes | None,
+        index: int | None = None,
+    ) -> None:
+        self.topic, self.partition, self.offset = topic, partition, offset
+        self.key, self.value, self.index = key, value, index
 
     def item(self, index: int) -> RawRecord:
         """The coordinates of a batch's `index`th item."""

@@ -38,7 +38,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from rules.agenda import Agenda
-from rules.engine import Reason, key_of
+from rules.engine import Reason, is_input_event, key_of
 from rules.guard import BUDGET_KEY, Budget
 from rules.policy import PolicyReason
 from rules.records import (
@@ -90,7 +90,6 @@ from stream.workload import Workload
 log = logging.getLogger("forewarn.processor")
 Clock = Callable[[], datetime]
 Lookup = Callable[[bytes], bytes | None]
-_EVENTS = (UsageEvent, BillingEvent, NetworkQualityEvent)
 SUBSCRIBERS = "subscribers"
 NETWORK = "network"
 
@@ -354,7 +353,7 @@ class Processor:
         members = work.members(key)
         observe = self.engine_time.observe
         for at, event in good:
-            assert isinstance(event, _EVENTS)
+            assert is_input_event(event)
             start = time.perf_counter()
             t = event.event_time.timestamp()
             implausible = agenda.implausible(partition, t, now_s, self.bounds)
@@ -660,11 +659,11 @@ class Processor:
             delay = max((now - output.event_time).total_seconds(), 0.0)
             if is_detection(output):
                 m.latency.observe(delay)
-            if isinstance(output, CustomerNotice):
+            if type(output) is CustomerNotice:
                 m.notices.labels(
                     output.rule_id, output.tier, output.channel.value, output.severity.value
                 ).inc()
-            elif isinstance(output, InterventionTask):
+            elif type(output) is InterventionTask:
                 if output.change is TaskChange.ESCALATED:
                     m.escalation_delay.observe(delay)
                 if raw.partition is not None:
@@ -751,8 +750,8 @@ class Processor:
 
 def event_key(event: BaseModel) -> tuple[str, str]:
     """An input event's state key and the field it comes from."""
-    assert isinstance(event, UsageEvent | BillingEvent | NetworkQualityEvent)
-    field_name = "cell_id or line_id" if isinstance(event, NetworkQualityEvent) else "subscriber_id"
+    assert is_input_event(event)
+    field_name = "cell_id or line_id" if type(event) is NetworkQualityEvent else "subscriber_id"
     return key_of(event), field_name
 
 
