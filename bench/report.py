@@ -16,6 +16,7 @@ from typing import Any
 PARTS = {
     "processor": "processor.json",
     "processor_interpreted": "processor-interpreted.json",
+    "instructions": "instructions.json",
     "service": "service.json",
     "compare": "compare.json",
     "rules_scale": "rules-scale.json",
@@ -114,6 +115,16 @@ def processor_table(p: dict[str, Any]) -> list[str]:
         f" {engine} engine):"
     )
     return table(title, ["events per record", "events", "µs per event", "events/s"], rows)
+
+
+def instructions_table(p: dict[str, Any]) -> list[str]:
+    r = p["run"]
+    title = (
+        f"The processor's instructions per event (callgrind, compiled engine,"
+        f" {p['subscribers']:,} subscribers; compares versions of the code, not a time):"
+    )
+    header = ["events per record", "events", "records", "instructions per event"]
+    return table(title, header, [[r["batch"], r["events"], r["records"], r["per_event"]]])
 
 
 def service_table(s: dict[str, Any]) -> list[str]:
@@ -240,6 +251,7 @@ def markdown(parts: dict[str, Any]) -> str:
     sections = {
         "processor": processor_table,
         "processor_interpreted": processor_table,
+        "instructions": instructions_table,
         "service": service_table,
         "compare": compare_table,
         "rules_scale": rules_table,

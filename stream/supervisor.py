@@ -221,7 +221,13 @@ class Supervisor:
             )
             self.metrics.stalls.labels(self.processor.sources.get(topic, "unknown")).inc()
             self.watching[(topic, partition)] = (None, now)  # give the seek time to deliver
-            await consumer.seek(TP(topic, partition), offset)
+            # On the consumer's thread (`seek_wait`), never `seek`: Faust's `seek`
+            # runs aiokafka's on this thread, while the consumer thread may be in
+            # `Fetcher.fetched_records` between listing the fetched partitions
+            # and deleting each one it drained; a seek deleting the same one in
+            # between made it raise KeyError and the fetcher, then the worker,
+            # crash (seen draining a backlog on a loaded 2-core machine).
+            await consumer.seek_wait({TP(topic, partition): offset})
 
     def recovering(self) -> tuple[bool, int]:
         """(changelog recovery running, records it has left), all agents."""
