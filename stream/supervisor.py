@@ -59,6 +59,19 @@ STALL_SECONDS = 20.0  # a partition this quiet with records waiting: Faust lost 
 RECOVERY_STALL_SECONDS = 60.0  # changelog recovery without progress this long: stuck
 
 
+def highwater(consumer: Any, tp: TP) -> int | None:
+    """The partition's end as the consumer last saw it, or None. The
+    consumer's thread may revoke the partition between `assignment()` and
+    this call, and aiokafka then raises (IllegalStateError): raised out of
+    `observe`, it would end Faust's timer loop (no lag, stall or recovery
+    watch from then on)."""
+    try:
+        high: int | None = consumer.highwater(tp)
+    except Exception:
+        return None
+    return high
+
+
 class Supervisor:
     """Watches one app's agents, tables and consumer; see the module docstring."""
 
@@ -201,7 +214,7 @@ class Supervisor:
         }
         ends = {}
         for p, tp in assigned.items():
-            high = consumer.highwater(tp)
+            high = highwater(consumer, tp)
             if high is not None and now - self.watching[p][1] >= STALL_SECONDS:
                 ends[p] = high
         suspects = stalled(ends, self.positions, {})
@@ -323,10 +336,7 @@ class Supervisor:
         for tp in consumer.assignment():
             if tp.topic.endswith("-changelog"):
                 continue
-            try:
-                high = consumer.highwater(tp)
-            except Exception:
-                continue
+            high = highwater(consumer, tp)
             done = self.positions.get((tp.topic, tp.partition))
             if high is not None and done is not None:
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(high - done - 1, 0))
