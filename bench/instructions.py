@@ -65,7 +65,7 @@ def child(subscribers: int, events: int, batch: int, ready: Path, go: Path) -> N
     print(json.dumps({"events": bench.events, "records": len(todo)}))
 
 
-def count(subscribers: int, events: int, batch: int) -> dict[str, Any]:
+def count(subscribers: int, events: int, batch: int, keep: Path | None = None) -> dict[str, Any]:
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             sys.exit(f"bench.instructions: {tool} not found (Debian: apt install valgrind)")
@@ -123,6 +123,8 @@ def count(subscribers: int, events: int, batch: int) -> dict[str, Any]:
             for line in out.read_text().splitlines()
             if line.startswith(("summary:", "totals:"))
         )
+        if keep is not None:  # for callgrind_annotate --inclusive=yes
+            shutil.copyfile(out, keep)
     return {
         "batch": batch,
         "events": done["events"],
@@ -138,6 +140,11 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=5000)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--out", default="var/bench/instructions.json")
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        help="keep callgrind's output here (read it with callgrind_annotate)",
+    )
     ap.add_argument("--child", nargs=2, metavar=("READY", "GO"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -146,7 +153,7 @@ def main() -> None:
     result = {
         "subscribers": args.subscribers,
         "entry": ENTRY,
-        "run": count(args.subscribers, args.events, args.batch),
+        "run": count(args.subscribers, args.events, args.batch, args.profile),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
