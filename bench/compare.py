@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import subprocess
 import sys
 import time
@@ -146,6 +147,8 @@ def run_quix(settings: Settings, events: int, workdir: Path) -> dict[str, float]
             str(workdir / group),
         ],
         cwd=ROOT,
+        # its own environment only: not the repository's packages on PYTHONPATH
+        env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSAFEPATH")},
         stdout=subprocess.DEVNULL,
         stderr=(workdir / f"{group}.log").open("wb"),
     )
